@@ -1,0 +1,30 @@
+"""Warehouse backends behind one interface, chosen by ``warehouse.url``'s scheme."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError
+
+if TYPE_CHECKING:
+    from streaming.config import WarehouseConfig
+
+__all__ = ["StagedBatch", "TopRow", "Warehouse", "WarehouseError", "open_warehouse"]
+
+
+def open_warehouse(cfg: WarehouseConfig) -> Warehouse:
+    """Open the backend named by the URL scheme (``duckdb://``, ``postgresql://``, ``redshift://``)."""
+    scheme = cfg.url.split(":", 1)[0]
+    if scheme == "duckdb":
+        from sinks.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse.from_config(cfg)
+    if scheme == "postgresql":
+        from sinks.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse.from_config(cfg)
+    if scheme == "redshift":
+        from sinks.warehouse.redshift import RedshiftWarehouse
+
+        return RedshiftWarehouse.from_config(cfg)
+    raise WarehouseError(f"unsupported warehouse url scheme {scheme!r}")
