@@ -168,6 +168,14 @@ class TriggerConfig(_Section):
     interval: PositiveDuration = timedelta(seconds=10)
 
 
+class RunConfig(_Section):
+    # When an object exists at this path (local or s3://), the app stops after the current micro-batch.
+    stop_marker: str | None = None
+    stop_poll_interval: PositiveDuration = timedelta(seconds=5)
+    # Upper bound on waiting for an in-flight micro-batch when stopping.
+    stop_timeout: PositiveDuration = timedelta(minutes=10)
+
+
 class SparkConfig(_Section):
     master: str | None = "local[2]"
     shuffle_partitions: int = Field(default=4, ge=1)
@@ -186,6 +194,7 @@ class AppConfig(_Section):
     warehouse: WarehouseConfig = WarehouseConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     trigger: TriggerConfig = TriggerConfig()
+    run: RunConfig = RunConfig()
     spark: SparkConfig = SparkConfig()
     # Deployment sections are plain mappings here and validated by their own models where used.
     emr: dict[str, Any] | None = None
@@ -193,10 +202,6 @@ class AppConfig(_Section):
     @property
     def staging_path(self) -> str:
         return self.warehouse.staging_path or f"{self.lake.path.rstrip('/')}/_staging"
-
-    @model_validator(mode="after")
-    def _watermark_covers_window(self) -> AppConfig:
-        return self
 
 
 def default_config_path() -> Path:

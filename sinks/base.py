@@ -1,0 +1,35 @@
+"""The sink contract: every destination of a micro-batch implements :class:`Sink`.
+
+A sink's ``write`` must be idempotent per ``batch_id``: when Spark replays a batch after a failure, the
+sink either replaces its own earlier output for that batch or recognises the batch as already applied.
+Errors propagate (so the query stops and restarts from its checkpoint), chained as :class:`SinkError`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from pyspark.sql import DataFrame
+
+
+class SinkError(RuntimeError):
+    """A sink could not write a micro-batch."""
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str
+
+    def write(self, batch: DataFrame, batch_id: int) -> None:
+        """Write one micro-batch (already persisted by the caller); idempotent per ``batch_id``."""
+        ...
+
+
+def write_all(sinks: list[Sink], batch: DataFrame, batch_id: int) -> None:
+    """Persist the batch once, write every sink, unpersist in ``finally``."""
+    batch.persist()
+    try:
+        for sink in sinks:
+            sink.write(batch, batch_id)
+    finally:
+        batch.unpersist()

@@ -1,0 +1,544 @@
+"""SQL for the PostgreSQL and Redshift backends, built from :data:`ENGAGEMENT_COLUMNS` and :data:`KEY`.
+
+Every statement the two backends run comes from here, so the protocol reads the same on both and the
+test suite can parse each Redshift statement (``sqlglot``, ``redshift`` dialect) and lint each MERGE.
+
+Names passed in are validated with :func:`validate_identifier` and used unquoted (both engines fold
+them to lower case). Values are never formatted into SQL: they travel as ``%s`` parameters, the one
+paramstyle psycopg and redshift_connector share. The few literals Redshift needs inline (the COPY
+source and IAM role) are checked against strict patterns first.
+
+Redshift's MERGE is narrower than PostgreSQL's (see :func:`lint_redshift_merge`): no alias on the target,
+a table (not a subquery) as the source, equality predicates only in ON, exactly one ``WHEN MATCHED THEN
+UPDATE`` and one ``WHEN NOT MATCHED THEN INSERT`` without extra conditions, unqualified column names on
+the left of SET and in the INSERT list, and at most one source row per target row. The one MERGE built
+here has that shape, and PostgreSQL 15 runs it unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from sinks.warehouse.base import (
+    COLUMN_NAMES,
+    ENGAGEMENT_COLUMNS,
+    KEY,
+    TOP_ORDERINGS,
+    ColumnType,
+    WarehouseError,
+    validate_identifier,
+)
+
+Dialect = Literal["postgres", "redshift"]
+DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift")
+
+CONTENT_DIM_TABLE = "content_dim"
+# The content dimension as streaming.sources.content_dim reads it (same names, same order).
+CONTENT_DIM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("content_id", "string"),
+    ("title", "string"),
+    ("category", "string"),
+    ("content_type", "string"),
+    ("duration_s", "int"),
+    ("publisher", "string"),
+    ("published_at", "timestamp"),
+)
+LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("query_name", "string"),
+    ("batch_id", "bigint"),
+    ("rows", "bigint"),
+    ("committed_at", "timestamp"),
+)
+LEDGER_KEY: tuple[str, ...] = ("query_name", "batch_id")
+
+# Session-scoped scratch tables of one load (temporary: invisible to other sessions, gone with the session).
+STAGE_TABLE = "mediapulse_stage"
+STAGE_DEDUP_TABLE = "mediapulse_stage_dedup"
+
+VIEW_TOP_CTR = "v_top_content_ctr"
+VIEW_TRENDING = "v_trending_content"
+VIEW_ENGAGEMENT_MIX = "v_engagement_by_type_platform"
+VIEW_NAMES: tuple[str, ...] = (VIEW_TOP_CTR, VIEW_TRENDING, VIEW_ENGAGEMENT_MIX)
+
+WILSON_Z = 1.96
+
+# Redshift VARCHAR lengths are in bytes (UTF-8); a value that does not fit fails the COPY loudly.
+_VARCHAR_BYTES: dict[str, int] = {
+    "content_id": 128,
+    "affiliate_id": 128,
+    "platform": 32,
+    "title": 1024,
+    "category": 256,
+    "content_type": 64,
+    "publisher": 256,
+    "query_name": 256,
+}
+_DEFAULT_VARCHAR_BYTES = 256
+
+_POSTGRES_TYPES: dict[str, str] = {
+    "timestamp": "timestamp",
+    "string": "text",
+    "bigint": "bigint",
+    "int": "integer",
+    "double": "double precision",
+}
+_REDSHIFT_TYPES: dict[str, str] = {
+    "timestamp": "TIMESTAMP",
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "double": "DOUBLE PRECISION",
+}
+# AZ64 covers SMALLINT/INTEGER/BIGINT/DECIMAL/DATE/TIMESTAMP(TZ) only; DOUBLE PRECISION and VARCHAR get ZSTD.
+_REDSHIFT_ENCODINGS: dict[str, str] = {
+    "timestamp": "AZ64",
+    "bigint": "AZ64",
+    "int": "AZ64",
+    "double": "ZSTD",
+    "string": "ZSTD",
+}
+
+ENGAGEMENT_DISTKEY = "content_id"
+ENGAGEMENT_SORTKEY: tuple[str, ...] = ("window_start", "content_id", "affiliate_id", "platform")
+
+
+def _check_dialect(dialect: str) -> Dialect:
+    if dialect not in DIALECTS:
+        raise WarehouseError(f"unknown SQL dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
+    return dialect  # type: ignore[return-value]
+
+
+def qualify(name: str, schema: str) -> str:
+    """``schema.name`` unless ``name`` already names its schema; both parts validated."""
+    validate_identifier(name)
+    if "." in name:
+        return name
+    return f"{validate_identifier(schema, 'schema')}.{name}"
+
+
+def column_type(name: str, kind: ColumnType | str, dialect: Dialect) -> str:
+    """The SQL type of one column in ``dialect`` (Redshift VARCHAR lengths come from the column name)."""
+    if _check_dialect(dialect) == "postgres":
+        return _POSTGRES_TYPES[kind]
+    if kind == "string":
+        return f"VARCHAR({_VARCHAR_BYTES.get(name, _DEFAULT_VARCHAR_BYTES)})"
+    return _REDSHIFT_TYPES[kind]
+
+
+def column_encoding(kind: ColumnType | str) -> str:
+    """The Redshift compression encoding of a column of logical type ``kind``."""
+    return _REDSHIFT_ENCODINGS[kind]
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Fully qualified names of everything the warehouse owns, in one schema."""
+
+    schema: str
+    table: str
+    ledger: str
+    content_dim: str
+
+    @classmethod
+    def of(cls, schema: str, table: str, ledger_table: str) -> Tables:
+        schema = validate_identifier(schema, "warehouse schema")
+        if "." in schema:
+            raise WarehouseError(f"invalid warehouse schema {schema!r}: a schema name has no dot")
+        return cls(
+            schema=schema,
+            table=qualify(validate_identifier(table, "warehouse.table"), schema),
+            ledger=qualify(validate_identifier(ledger_table, "warehouse.ledger_table"), schema),
+            content_dim=qualify(CONTENT_DIM_TABLE, schema),
+        )
+
+    def view(self, name: str) -> str:
+        return qualify(name, self.schema)
+
+
+# --------------------------------------------------------------------------------------------- DDL
+
+
+def _column_defs(
+    columns: tuple[tuple[str, str], ...], dialect: Dialect, not_null: tuple[str, ...]
+) -> list[str]:
+    defs = []
+    for name, kind in columns:
+        text = f"{name} {column_type(name, kind, dialect)}"
+        if dialect == "redshift":
+            text += f" ENCODE {column_encoding(kind)}"
+        if name in not_null:
+            text += " NOT NULL"
+        defs.append(text)
+    return defs
+
+
+def create_schema_sql(schema: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {validate_identifier(schema, 'schema')}"
+
+
+def create_engagement_table_sql(table: str, dialect: Dialect) -> str:
+    """The target: one row per (window, content, affiliate, platform); Redshift distributes by content."""
+    defs = _column_defs(ENGAGEMENT_COLUMNS, _check_dialect(dialect), KEY)
+    defs.append(f"PRIMARY KEY ({', '.join(KEY)})")
+    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(table)} (\n  " + ",\n  ".join(defs) + "\n)"
+    if dialect == "redshift":
+        sql += f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
+    return sql
+
+
+def create_ledger_table_sql(ledger: str, dialect: Dialect) -> str:
+    defs = _column_defs(LEDGER_COLUMNS, _check_dialect(dialect), LEDGER_KEY)
+    defs.append(f"PRIMARY KEY ({', '.join(LEDGER_KEY)})")
+    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(ledger)} (\n  " + ",\n  ".join(defs) + "\n)"
+    if dialect == "redshift":
+        sql += f"\nDISTSTYLE AUTO\nCOMPOUND SORTKEY({', '.join(LEDGER_KEY)})"
+    return sql
+
+
+def create_content_dim_sql(content_dim: str, dialect: Dialect) -> str:
+    defs = _column_defs(CONTENT_DIM_COLUMNS, _check_dialect(dialect), ("content_id",))
+    defs.append("PRIMARY KEY (content_id)")
+    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(content_dim)} (\n  " + ",\n  ".join(defs) + "\n)"
+    if dialect == "redshift":
+        sql += "\nDISTSTYLE AUTO"
+    return sql
+
+
+# ------------------------------------------------------------------------------------- load protocol
+
+
+def ledger_lookup_sql(ledger: str) -> str:
+    return f"SELECT rows FROM {validate_identifier(ledger)} WHERE query_name = %s AND batch_id = %s"
+
+
+def ledger_insert_sql(ledger: str) -> str:
+    names = ", ".join(name for name, _ in LEDGER_COLUMNS)
+    return f"INSERT INTO {validate_identifier(ledger)} ({names}) VALUES (%s, %s, %s, %s)"
+
+
+def committed_sql(ledger: str) -> str:
+    return f"SELECT batch_id FROM {validate_identifier(ledger)} WHERE query_name = %s ORDER BY batch_id"
+
+
+def stage_sql(table: str) -> list[str]:
+    """(Re)create the two session-temporary staging tables shaped like the target.
+
+    ``LIKE`` copies column order and types (and on Redshift the distribution key, sort key and encodings),
+    so a Parquet COPY, which maps columns by position, lands each column where the target expects it.
+    """
+    table = validate_identifier(table)
+    return [
+        f"DROP TABLE IF EXISTS {STAGE_TABLE}",
+        f"DROP TABLE IF EXISTS {STAGE_DEDUP_TABLE}",
+        f"CREATE TEMP TABLE {STAGE_TABLE} (LIKE {table})",
+        f"CREATE TEMP TABLE {STAGE_DEDUP_TABLE} (LIKE {table})",
+    ]
+
+
+def stage_count_sql() -> str:
+    return f"SELECT COUNT(*) FROM {STAGE_TABLE}"
+
+
+def dedup_stage_sql() -> str:
+    """Keep one staged row per key (the newest), since MERGE rejects two source rows for one target row."""
+    names = ", ".join(COLUMN_NAMES)
+    return (
+        f"INSERT INTO {STAGE_DEDUP_TABLE} ({names})\n"
+        f"SELECT {names} FROM (\n"
+        f"  SELECT {names}, ROW_NUMBER() OVER (\n"
+        f"    PARTITION BY {', '.join(KEY)} ORDER BY updated_at DESC, batch_id DESC\n"
+        f"  ) AS mp_rank\n"
+        f"  FROM {STAGE_TABLE}\n"
+        f") AS ranked\n"
+        f"WHERE mp_rank = 1"
+    )
+
+
+def merge_sql(target: str, source: str = STAGE_DEDUP_TABLE) -> str:
+    """Upsert ``source`` into ``target`` by :data:`KEY`, replacing every non-key column of matched rows.
+
+    The target is referred to by its full name (Redshift allows no alias on it); the source is a table.
+    """
+    target = validate_identifier(target)
+    source = validate_identifier(source)
+    on = " AND ".join(f"{target}.{k} = s.{k}" for k in KEY)
+    updates = ",\n    ".join(f"{c} = s.{c}" for c in COLUMN_NAMES if c not in KEY)
+    values = ", ".join(f"s.{c}" for c in COLUMN_NAMES)
+    return (
+        f"MERGE INTO {target}\n"
+        f"USING {source} AS s\n"
+        f"ON {on}\n"
+        f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMN_NAMES)})\n"
+        f"VALUES ({values})"
+    )
+
+
+def top_sql(table: str, by: str) -> str:
+    """Top content over all windows, ordered by :data:`TOP_ORDERINGS` [``by``]; one ``%s`` for the limit."""
+    if by not in TOP_ORDERINGS:
+        raise WarehouseError(f"cannot order by {by!r}: choose one of {', '.join(TOP_ORDERINGS)}")
+    return (
+        "SELECT content_id, MAX(title), SUM(impressions), SUM(clicks), SUM(play_starts),\n"
+        "       SUM(completions), SUM(watch_time_ms), SUM(unique_viewers),\n"
+        "       CAST(SUM(clicks) AS DOUBLE PRECISION) / NULLIF(SUM(impressions), 0),\n"
+        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)\n"
+        f"FROM {validate_identifier(table)}\n"
+        "GROUP BY content_id\n"
+        f"ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id\n"
+        "LIMIT %s"
+    )
+
+
+# ------------------------------------------------------------------------------- content dimension
+
+
+def replace_dim_sql(content_dim: str) -> tuple[str, str]:
+    """DELETE (not TRUNCATE: on Redshift TRUNCATE commits at once) and the INSERT prefix of the reload."""
+    content_dim = validate_identifier(content_dim)
+    names = ", ".join(name for name, _ in CONTENT_DIM_COLUMNS)
+    return f"DELETE FROM {content_dim}", f"INSERT INTO {content_dim} ({names}) VALUES "
+
+
+def values_rows_sql(prefix: str, width: int, rows: int) -> str:
+    """``prefix`` followed by ``rows`` groups of ``width`` ``%s`` placeholders (a multi-row INSERT)."""
+    group = "(" + ", ".join(["%s"] * width) + ")"
+    return prefix + ", ".join([group] * rows)
+
+
+# ---------------------------------------------------------------------------------------- Redshift
+
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[A-Za-z0-9!\-_.*()/=+,:@ ]+$")
+_IAM_ROLE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/\-]{1,512}$")
+
+
+def validate_iam_role(role: str) -> str:
+    """An IAM role ARN (or ``default``, the role set as the cluster's default)."""
+    if role != "default" and not _IAM_ROLE.match(role):
+        raise WarehouseError(f"invalid iam_role {role!r}: expected arn:aws:iam::<account>:role/<name>")
+    return role
+
+
+def copy_parquet_manifest_sql(stage: str, manifest_url: str, iam_role: str) -> str:
+    """``COPY stage FROM 's3://…manifest' IAM_ROLE … FORMAT AS PARQUET MANIFEST``.
+
+    Parquet columns map to the stage's columns by position; a Parquet manifest must carry each file's
+    ``meta.content_length``.
+    """
+    if not _S3_URL.match(manifest_url):
+        raise WarehouseError(f"manifest location {manifest_url!r} is not a plain s3://bucket/key URL")
+    role = "default" if validate_iam_role(iam_role) == "default" else f"'{iam_role}'"
+    return (
+        f"COPY {validate_identifier(stage)}\n"
+        f"FROM '{manifest_url}'\n"
+        f"IAM_ROLE {role}\n"
+        "FORMAT AS PARQUET\n"
+        "MANIFEST"
+    )
+
+
+# The newest load errors of this session: the COPY failed, so its transaction was rolled back first.
+LOAD_ERROR_DETAIL_SQL = (
+    "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(column_type), error_code,\n"
+    "       TRIM(error_message)\n"
+    "FROM sys_load_error_detail\n"
+    "WHERE session_id = PG_BACKEND_PID()\n"
+    "ORDER BY start_time DESC\n"
+    "LIMIT 10"
+)
+STL_LOAD_ERRORS_SQL = (
+    "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(type), err_code, TRIM(err_reason)\n"
+    "FROM stl_load_errors\n"
+    "WHERE session = PG_BACKEND_PID()\n"
+    "ORDER BY starttime DESC\n"
+    "LIMIT 10"
+)
+# Redshift's catalog of one table (pg_table_def lists only tables in schemas on the search_path).
+PG_TABLE_DEF_SQL = (
+    'SELECT "column", type, encoding, distkey, sortkey FROM pg_table_def\n'
+    "WHERE schemaname = %s AND tablename = %s"
+)
+SVV_TABLE_INFO_SQL = (
+    'SELECT diststyle, sortkey1, sortkey_num FROM svv_table_info WHERE "schema" = %s AND "table" = %s'
+)
+# PostgreSQL's (and Redshift's) standard catalog: columns in order.
+INFORMATION_SCHEMA_COLUMNS_SQL = (
+    "SELECT column_name, data_type FROM information_schema.columns\n"
+    "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+)
+VIEWS_SQL = "SELECT table_name FROM information_schema.views WHERE table_schema = %s"
+
+
+# ------------------------------------------------------------------------------------ analyst views
+
+
+def _wilson_lower(successes: str, trials: str, z: float = WILSON_Z) -> str:
+    """Lower bound of the Wilson score interval of ``successes / trials`` (NULL when trials is 0)."""
+    z2 = round(z * z, 6)
+    n = f"CAST(NULLIF({trials}, 0) AS DOUBLE PRECISION)"
+    p = f"LEAST(CAST({successes} AS DOUBLE PRECISION) / {n}, 1.0)"
+    return (
+        f"({p} + {z2} / (2 * {n})\n"
+        f"         - {z} * SQRT({p} * (1 - {p}) / {n} + {z2} / (4 * {n} * {n})))\n"
+        f"        / (1 + {z2} / {n})"
+    )
+
+
+def view_bodies(tables: Tables) -> dict[str, str]:
+    """The SELECT of each analyst view (same text on both engines)."""
+    t = tables.table
+    top_ctr = (
+        "WITH per_content AS (\n"
+        "  SELECT content_id, MAX(title) AS title, MAX(category) AS category,\n"
+        "         SUM(impressions) AS impressions, SUM(clicks) AS clicks\n"
+        f"  FROM {t}\n"
+        "  GROUP BY content_id\n"
+        ")\n"
+        "SELECT content_id, title, category, impressions, clicks,\n"
+        "       CAST(clicks AS DOUBLE PRECISION) / NULLIF(impressions, 0) AS ctr,\n"
+        f"       {_wilson_lower('clicks', 'impressions')} AS ctr_wilson_lower\n"
+        "FROM per_content"
+    )
+    trending = (
+        "WITH per_window AS (\n"
+        "  SELECT content_id, window_start, window_end, MAX(title) AS title,\n"
+        "         SUM(impressions) AS impressions, SUM(play_starts) AS play_starts\n"
+        f"  FROM {t}\n"
+        "  GROUP BY content_id, window_start, window_end\n"
+        ")\n"
+        "SELECT cur.content_id, cur.title, cur.window_start, cur.window_end,\n"
+        "       cur.impressions, COALESCE(prev.impressions, 0) AS prev_impressions,\n"
+        "       CAST(cur.impressions - prev.impressions AS DOUBLE PRECISION)\n"
+        "         / NULLIF(prev.impressions, 0) AS impressions_growth,\n"
+        "       cur.play_starts, COALESCE(prev.play_starts, 0) AS prev_play_starts,\n"
+        "       CAST(cur.play_starts - prev.play_starts AS DOUBLE PRECISION)\n"
+        "         / NULLIF(prev.play_starts, 0) AS play_starts_growth\n"
+        "FROM per_window AS cur\n"
+        "LEFT JOIN per_window AS prev\n"
+        "  ON prev.content_id = cur.content_id AND prev.window_end = cur.window_start"
+    )
+    mix = (
+        "SELECT DATE_TRUNC('day', window_start) AS day, content_type, platform,\n"
+        "       SUM(play_starts) AS play_starts, SUM(completions) AS completions,\n"
+        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0) AS completion_rate,\n"
+        "       SUM(watch_time_ms) AS watch_time_ms,\n"
+        "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 3600000.0 AS watch_time_hours,\n"
+        "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 1000.0\n"
+        "         / NULLIF(SUM(play_starts), 0) AS avg_watch_s_per_play\n"
+        f"FROM {t}\n"
+        "GROUP BY DATE_TRUNC('day', window_start), content_type, platform"
+    )
+    return {VIEW_TOP_CTR: top_ctr, VIEW_TRENDING: trending, VIEW_ENGAGEMENT_MIX: mix}
+
+
+def create_views_sql(tables: Tables, dialect: Dialect) -> list[str]:
+    """CREATE OR REPLACE VIEW for each analyst view; late-binding on Redshift, so they survive table swaps."""
+    suffix = "\nWITH NO SCHEMA BINDING" if _check_dialect(dialect) == "redshift" else ""
+    return [
+        f"CREATE OR REPLACE VIEW {tables.view(name)} AS\n{body}{suffix}"
+        for name, body in view_bodies(tables).items()
+    ]
+
+
+def init_sql(tables: Tables, dialect: Dialect) -> list[str]:
+    """Every statement of ``init``, in order; each is idempotent."""
+    return [
+        create_schema_sql(tables.schema),
+        create_engagement_table_sql(tables.table, dialect),
+        create_ledger_table_sql(tables.ledger, dialect),
+        create_content_dim_sql(tables.content_dim, dialect),
+        *create_views_sql(tables, dialect),
+    ]
+
+
+# --------------------------------------------------------------------------------- Redshift MERGE lint
+
+
+def lint_redshift_merge(sql: str) -> list[str]:
+    """Problems that make Redshift reject a MERGE (empty when it has the one accepted form).
+
+    Redshift accepts ``MERGE INTO target USING source_table [AS alias] ON <equalities> WHEN MATCHED THEN
+    {UPDATE SET col = expr, … | DELETE} WHEN NOT MATCHED THEN INSERT [(cols)] VALUES (…)``: no alias on
+    the target, a table (not a view or subquery) as the source, no extra conditions on the WHEN clauses,
+    no ``WHEN NOT MATCHED BY SOURCE``, and column names without a table on the left of SET and in the
+    INSERT list.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="redshift")
+    except sqlglot.errors.ParseError as e:
+        return [f"does not parse as Redshift SQL: {e}"]
+    if not isinstance(tree, exp.Merge):
+        return [f"not a MERGE statement ({type(tree).__name__})"]
+
+    problems: list[str] = []
+    target = tree.this
+    if not isinstance(target, exp.Table):
+        problems.append("the MERGE target must be a table")
+    elif target.alias:
+        problems.append(f"the MERGE target may not have an alias ({target.alias!r})")
+
+    source = tree.args.get("using")
+    if not isinstance(source, exp.Table):
+        kind = type(source).__name__ if source is not None else "nothing"
+        problems.append(f"the MERGE source must be a table, not a {kind}")
+
+    on = tree.args.get("on")
+    if on is None:
+        problems.append("the MERGE has no ON condition")
+    else:
+        for predicate in _conjuncts(on):
+            if not isinstance(predicate, exp.EQ):
+                problems.append(f"ON may hold only equality predicates joined by AND, found {predicate.sql()!r}")
+            elif not (isinstance(predicate.this, exp.Column) and isinstance(predicate.expression, exp.Column)):
+                problems.append(f"ON predicates must compare a target column with a source column: {predicate.sql()!r}")
+
+    whens_node = tree.args.get("whens")
+    whens = list(whens_node.expressions) if whens_node is not None else []
+    matched = [w for w in whens if w.args.get("matched")]
+    not_matched = [w for w in whens if not w.args.get("matched")]
+    if len(matched) != 1 or len(not_matched) != 1:
+        problems.append(
+            f"exactly one WHEN MATCHED and one WHEN NOT MATCHED clause are required "
+            f"(found {len(matched)} and {len(not_matched)})"
+        )
+    for when in whens:
+        label = "WHEN MATCHED" if when.args.get("matched") else "WHEN NOT MATCHED"
+        if when.args.get("condition") is not None:
+            problems.append(f"{label} may not have an extra AND condition")
+        if when.args.get("source"):
+            problems.append("WHEN NOT MATCHED BY SOURCE is not supported")
+        then = when.args.get("then")
+        if when.args.get("matched"):
+            if isinstance(then, exp.Update):
+                for assignment in then.expressions:
+                    column = assignment.this if isinstance(assignment, exp.EQ) else None
+                    if not isinstance(column, exp.Column):
+                        problems.append(f"UPDATE SET needs column = expr, found {assignment.sql()!r}")
+                    elif column.table:
+                        problems.append(f"UPDATE SET column {column.sql()!r} may not name its table")
+            elif not (isinstance(then, exp.Var) and then.name.upper() == "DELETE"):
+                problems.append(f"{label} must UPDATE SET or DELETE")
+        elif isinstance(then, exp.Insert):
+            columns = then.this.expressions if isinstance(then.this, exp.Tuple) else []
+            for column in columns:
+                if isinstance(column, exp.Column) and column.table:
+                    problems.append(f"INSERT column {column.sql()!r} may not name its table")
+            if not isinstance(then.expression, exp.Tuple):
+                problems.append("WHEN NOT MATCHED THEN INSERT needs VALUES (…)")
+        else:
+            problems.append(f"{label} must INSERT")
+    return problems
+
+
+def _conjuncts(node: object) -> list[object]:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return [*_conjuncts(node.this), *_conjuncts(node.expression)]
+    return [node]

@@ -1,0 +1,109 @@
+"""One concise line per micro-batch, and running totals for the summary at exit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger("mediapulse.progress")
+
+
+def _observed(progress: Any, name: str) -> dict[str, int]:
+    metrics = getattr(progress, "observedMetrics", None) or {}
+    row = metrics.get(name)
+    return row.asDict() if row is not None else {}
+
+
+def summarize_progress(progress: Any) -> dict[str, Any]:
+    """The figures of one ``StreamingQueryProgress`` that the batch line and the summary use."""
+    operators = list(progress.stateOperators or [])
+    duration_ms = (progress.durationMs or {}).get("triggerExecution", 0)
+    records = _observed(progress, "records")
+    content = _observed(progress, "content")
+    return {
+        "query": progress.name or str(progress.id),
+        "batch_id": progress.batchId,
+        "input_rows": progress.numInputRows,
+        "rows_per_s": progress.processedRowsPerSecond or 0.0,
+        "duration_ms": duration_ms,
+        "watermark": (progress.eventTime or {}).get("watermark"),
+        "state_rows": sum(op.numRowsTotal for op in operators),
+        "late": sum(op.numRowsDroppedByWatermark for op in operators),
+        "records_in": records.get("records_in"),
+        "valid": records.get("valid"),
+        "quarantined": records.get("quarantined"),
+        "unknown_content": content.get("unknown_content_events"),
+    }
+
+
+def format_line(s: dict[str, Any]) -> str:
+    parts = [
+        f"[{s['query']}] batch {s['batch_id']}:",
+        f"in={s['input_rows']}",
+        f"{s['rows_per_s']:.0f} rows/s",
+        f"{s['duration_ms']} ms",
+    ]
+    if s["records_in"] is not None:
+        parts.append(f"records={s['records_in']} valid={s['valid']} quarantined={s['quarantined']}")
+    if s["watermark"]:
+        parts.append(f"watermark={s['watermark']}")
+    parts.append(f"state={s['state_rows']}")
+    if s["query"] != "ingest":
+        parts.append(f"late={s['late']}")
+    if s["unknown_content"]:
+        parts.append(f"unknown_content={s['unknown_content']}")
+    return " ".join(parts)
+
+
+class ProgressReporter(StreamingQueryListener):
+    """Logs a line per micro-batch with data and accumulates per-query totals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.durations: dict[str, list[int]] = defaultdict(list)
+        self.errors: list[str] = []
+
+    def onQueryStarted(self, event: Any) -> None:
+        log.info("query %s started (run %s)", event.name, event.runId)
+
+    def onQueryProgress(self, event: Any) -> None:
+        summary = summarize_progress(event.progress)
+        with self._lock:
+            totals = self.totals[summary["query"]]
+            totals["batches"] += 1
+            for key in ("input_rows", "records_in", "valid", "quarantined", "late", "unknown_content"):
+                totals[key] += summary[key] or 0
+            if summary["input_rows"]:
+                self.durations[summary["query"]].append(summary["duration_ms"])
+        if summary["input_rows"] or summary["late"]:
+            log.info(format_line(summary))
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        if event.exception:
+            with self._lock:
+                self.errors.append(event.exception)
+            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+
+    def summary_lines(self) -> list[str]:
+        with self._lock:
+            lines = []
+            for query, totals in sorted(self.totals.items()):
+                text = f"{query}: {totals['batches']} batches, {totals['input_rows']} input rows"
+                if query == "ingest":
+                    text += (
+                        f", records={totals['records_in']} valid={totals['valid']}"
+                        f" quarantined={totals['quarantined']}"
+                    )
+                else:
+                    text += f", late={totals['late']}, unknown_content_events={totals['unknown_content']}"
+                lines.append(text)
+            return lines

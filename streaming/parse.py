@@ -1,0 +1,172 @@
+"""Stage 2: parse and validate raw records with Spark built-ins (VARIANT), no Python per row.
+
+Each raw record is parsed once into a VARIANT; every field's JSON type is read off the variant, so a
+number where a string belongs is ``wrong_type`` instead of being silently coerced. The output keeps one
+row per non-blank record with the typed event columns and an array of reason codes: an empty array means
+valid. :func:`valid_events` and :func:`quarantined` split it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from streaming.schema import (
+    EVENT_FIELDS,
+    EVENT_SCHEMA,
+    EVENT_TYPES,
+    MAX_ID_LENGTH,
+    PLATFORMS,
+    QUARANTINE_SCHEMA,
+    WATCHED_EVENT_TYPES,
+)
+
+RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
+# Epoch milliseconds accepted: 1970-01-01 .. 9999-12-31 (anything else cannot be a real event time).
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def _json_type(field: str) -> Column:
+    """The JSON type of a top-level field: STRING, BIGINT, DECIMAL(..), DOUBLE, BOOLEAN, OBJECT<..>, ...
+
+    Absent fields and JSON ``null`` both give SQL NULL.
+    """
+    value = F.variant_get(F.col("_v"), f"$.{field}", "variant")
+    return F.when(~F.is_variant_null(value), F.schema_of_variant(value))
+
+
+def _string(field: str) -> Column:
+    return F.try_variant_get(F.col("_v"), f"$.{field}", "string")
+
+
+def _reason(condition: Column, code: str) -> Column:
+    return F.when(condition, F.lit(code))
+
+
+def _id_reasons(name: str) -> list[Column]:
+    kind, text = F.col(f"_t_{name}"), F.col(name)
+    return [
+        _reason(kind.isNull(), f"missing_field:{name}"),
+        _reason(kind != "STRING", f"wrong_type:{name}"),
+        _reason((kind == "STRING") & ~F.length(text).between(1, MAX_ID_LENGTH), f"bad_length:{name}"),
+    ]
+
+
+def _parse_event_time() -> tuple[Column, Column]:
+    """(timestamp or null, is the encoding acceptable) from the raw event_time field."""
+    kind = F.col("_t_event_time")
+    text = _string("event_time")
+    millis = F.try_variant_get(F.col("_v"), "$.event_time", "bigint")
+    # Spark timestamps hold microseconds: drop fraction digits beyond six before parsing.
+    truncated = F.regexp_replace(text, r"(\.\d{6})\d+", "$1")
+    from_text = F.when(text.rlike(RFC3339), F.try_to_timestamp(truncated, F.lit(_TIMESTAMP_FORMAT)))
+    from_millis = F.when(millis.between(0, _MAX_EPOCH_MS), F.timestamp_millis(millis))
+    parsed = F.when(kind == "STRING", from_text).when(kind == "BIGINT", from_millis)
+    return parsed, parsed.isNotNull()
+
+
+def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
+    """Raw records (``value, source, ingest_time``) -> typed event columns plus ``raw`` and ``reasons``.
+
+    Blank lines are dropped (they are not records). ``reasons`` is empty for a valid event.
+    """
+    skew_seconds = int(max_future_skew.total_seconds())
+    records = raw.filter(F.length(F.trim(F.col("value"))) > 0).withColumn("_v", F.try_parse_json("value"))
+    typed = records.select(
+        F.col("value").alias("raw"),
+        "source",
+        "ingest_time",
+        "_v",
+        F.schema_of_variant("_v").alias("_top"),
+        *[_json_type(f.name).alias(f"_t_{f.name}") for f in EVENT_FIELDS],
+        *[_string(f.name).alias(f.name) for f in EVENT_FIELDS if f.kind in ("id", "enum", "string")],
+        F.try_variant_get(F.col("_v"), "$.watch_ms", "bigint").alias("_watch_ms"),
+        F.try_variant_get(F.col("_v"), "$.schema_version", "int").alias("_schema_version"),
+    )
+
+    event_time, event_time_ok = _parse_event_time()
+    platform = F.lower(F.col("platform"))
+    watched = F.col("event_type").isin(*WATCHED_EVENT_TYPES)
+    watch_kind = F.col("_t_watch_ms")
+
+    field_reasons: list[Column] = []
+    for f in EVENT_FIELDS:
+        kind = F.col(f"_t_{f.name}")
+        if f.kind == "id":
+            field_reasons += _id_reasons(f.name)
+        elif f.name == "event_type":
+            field_reasons += [
+                _reason(kind.isNull(), "missing_field:event_type"),
+                _reason(kind != "STRING", "wrong_type:event_type"),
+                _reason((kind == "STRING") & ~F.col("event_type").isin(*EVENT_TYPES), "unknown_event_type"),
+            ]
+        elif f.name == "platform":
+            field_reasons += [
+                _reason(kind.isNull(), "missing_field:platform"),
+                _reason(kind != "STRING", "wrong_type:platform"),
+                _reason((kind == "STRING") & ~platform.isin(*PLATFORMS), "unknown_platform"),
+            ]
+        elif f.kind == "event_time":
+            field_reasons += [
+                _reason(kind.isNull(), "missing_field:event_time"),
+                _reason(kind.isNotNull() & ~event_time_ok, "bad_event_time"),
+                _reason(
+                    event_time > F.current_timestamp() + F.make_dt_interval(secs=F.lit(skew_seconds)),
+                    "event_time_in_future",
+                ),
+            ]
+        elif f.kind == "watch_ms":
+            field_reasons.append(
+                _reason(
+                    watched & (watch_kind.isNull() | (watch_kind != "BIGINT") | (F.col("_watch_ms") < 0)),
+                    "bad_watch_ms",
+                )
+            )
+        elif f.kind == "string":
+            field_reasons.append(_reason(kind.isNotNull() & (kind != "STRING"), f"wrong_type:{f.name}"))
+        elif f.kind == "integer":
+            field_reasons.append(
+                _reason(
+                    kind.isNotNull() & ((kind != "BIGINT") | F.col(f"_{f.name}").isNull()),
+                    f"wrong_type:{f.name}",
+                )
+            )
+
+    is_object = F.col("_top").startswith("OBJECT")
+    reasons = (
+        F.when(F.col("_v").isNull(), F.array(F.lit("malformed_json")))
+        .when(~is_object, F.array(F.lit("not_an_object")))
+        .otherwise(F.filter(F.array(*field_reasons), lambda r: r.isNotNull()))
+    )
+    return typed.select(
+        "event_id",
+        "event_type",
+        event_time.alias("event_time"),
+        "content_id",
+        "affiliate_id",
+        platform.alias("platform"),
+        "user_id",
+        F.when(watched, F.col("_watch_ms")).alias("watch_ms"),
+        "session_id",
+        "placement",
+        "country",
+        "app_version",
+        F.coalesce(F.col("_schema_version"), F.lit(1)).alias("schema_version"),
+        "source",
+        "ingest_time",
+        "raw",
+        reasons.alias("reasons"),
+    )
+
+
+def valid_events(parsed: DataFrame) -> DataFrame:
+    """The valid rows of :func:`parse_events`, in the stored event schema."""
+    return parsed.filter(F.size("reasons") == 0).select(*EVENT_SCHEMA.fieldNames())
+
+
+def quarantined(parsed: DataFrame) -> DataFrame:
+    """The invalid rows of :func:`parse_events`: raw text, reason codes, source and ingestion time."""
+    return parsed.filter(F.size("reasons") > 0).select(*QUARANTINE_SCHEMA.fieldNames())

@@ -1,0 +1,109 @@
+"""Running the pipeline: start the queries, wait, stop gracefully after the current micro-batch."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from streaming.config import AppConfig
+from streaming.listener import ProgressReporter
+from streaming.query import start_pipeline
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(RuntimeError):
+    """A streaming query failed."""
+
+
+def marker_exists(spark: SparkSession, uri: str) -> bool:
+    """Whether a stop marker exists, through Hadoop's file systems (local, s3://, hdfs://)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+
+
+def stop_after_current_batch(queries: list[StreamingQuery], timeout_s: float) -> None:
+    """Stop each query when it is between micro-batches (bounded wait); sinks stay consistent."""
+    deadline = time.monotonic() + timeout_s
+    for query in queries:
+        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if query.isActive:
+            query.stop()
+
+
+@contextmanager
+def stop_signals(event: threading.Event) -> Iterator[None]:
+    """SIGTERM and Ctrl-C set ``event`` instead of killing the driver mid-batch."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping after the current micro-batch", signal.Signals(signum).name)
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_pipeline(
+    spark: SparkSession,
+    cfg: AppConfig,
+    *,
+    available_now: bool = False,
+    stop: threading.Event | None = None,
+    on_started: Callable[[list[StreamingQuery]], None] | None = None,
+) -> ProgressReporter:
+    """Run until the queries finish (``available_now``), fail, or a stop is requested."""
+    reporter = ProgressReporter()
+    spark.streams.addListener(reporter)
+    stop = stop or threading.Event()
+    queries: list[StreamingQuery] = []
+    try:
+        with stop_signals(stop):
+            queries = start_pipeline(spark, cfg, available_now=available_now)
+            if on_started:
+                on_started(queries)
+            next_marker_check = 0.0
+            while any(q.isActive for q in queries):
+                if cfg.run.stop_marker and time.monotonic() >= next_marker_check:
+                    next_marker_check = time.monotonic() + cfg.run.stop_poll_interval.total_seconds()
+                    if marker_exists(spark, cfg.run.stop_marker):
+                        log.info("stop marker %s found: stopping after the current batch", cfg.run.stop_marker)
+                        stop.set()
+                if stop.is_set():
+                    stop_after_current_batch(queries, cfg.run.stop_timeout.total_seconds())
+                    break
+                for query in queries:
+                    if query.isActive:
+                        try:
+                            query.awaitTermination(0.5)
+                        except StreamingQueryException:
+                            break  # reported below, after every query is stopped
+                if any(q.exception() for q in queries):
+                    break
+    finally:
+        failures = [q for q in queries if q.exception()]
+        for query in queries:
+            if query.isActive:
+                query.stop()
+        spark.streams.removeListener(reporter)
+    if failures:
+        first = failures[0]
+        message = str(first.exception()).strip().splitlines()[0]
+        raise PipelineError(f"query {first.name} failed: {message}") from first.exception()
+    return reporter

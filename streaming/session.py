@@ -1,0 +1,42 @@
+"""The one SparkSession of a mediapulse process, built at the entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from streaming.config import SparkConfig
+
+
+def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSession:
+    """Build the session with settings a stateful stream needs; quiet Spark's own logging."""
+    # Python workers must use this interpreter (it has pyarrow and the app installed).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if cfg.master:
+        builder = builder.master(cfg.master)
+    settings = {
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.streaming.noDataMicroBatches.enabled": "true",
+        "spark.speculation": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=ERROR",
+    }
+    if cfg.master and cfg.master.startswith("local"):
+        settings["spark.ui.enabled"] = "false"
+    settings.update(cfg.conf)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.log_level)
+    return spark

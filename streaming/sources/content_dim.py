@@ -1,0 +1,129 @@
+"""The content dimension, read fresh by every micro-batch (bounded by ``dimensions.refresh_interval``).
+
+A stream-static join in Spark plans its static side once, so a plain file read would keep the file list
+of the query's start. This Python data source is re-executed by each micro-batch instead; each Python
+worker keeps the last table it read and re-reads the files when it is older than the refresh interval.
+Files may be CSV (with a header) or Parquet, local or on S3; the schema is explicit, never inferred.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+
+from streaming.config import DimensionsConfig
+from streaming.schema import CONTENT_DIM_SCHEMA
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "mediapulse_content_dim"
+
+# Per Python worker: (path, format) -> (monotonic load time, pyarrow.Table)
+_CACHE: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+class DimensionError(RuntimeError):
+    """The content dimension cannot be read."""
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("content_id", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("category", pa.string()),
+            pa.field("content_type", pa.string()),
+            pa.field("duration_s", pa.int32()),
+            pa.field("publisher", pa.string()),
+            pa.field("published_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def _format_of(path: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    lowered = path.lower().rstrip("/")
+    return "csv" if lowered.endswith((".csv", ".csv.gz")) else "parquet"
+
+
+def load_table(path: str, fmt: str) -> Any:
+    """Read the dimension with pyarrow (a file or a folder of files), in the declared schema."""
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    schema = _arrow_schema()
+    fmt = _format_of(path, fmt)
+    if fmt == "csv":
+        file_format = ds.CsvFileFormat(
+            convert_options=pacsv.ConvertOptions(column_types=schema, include_columns=schema.names),
+        )
+    else:
+        file_format = ds.ParquetFileFormat()
+    try:
+        dataset = ds.dataset(path, format=file_format, schema=schema if fmt == "parquet" else None)
+        table = dataset.to_table(columns=schema.names)
+    except (OSError, ValueError) as e:
+        raise DimensionError(f"cannot read the content dimension at {path} as {fmt}: {e}") from e
+    return table.cast(schema)
+
+
+class ContentDimensionSource(DataSource):
+    """``spark.read.format("mediapulse_content_dim").option("path", …).load()``."""
+
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> Any:
+        return CONTENT_DIM_SCHEMA
+
+    def reader(self, schema: Any) -> DataSourceReader:
+        return _ContentReader(dict(self.options))
+
+
+class _ContentReader(DataSourceReader):
+    def __init__(self, options: dict[str, str]) -> None:
+        self.path = options["path"]
+        self.format = options.get("format", "auto")
+        self.refresh_seconds = float(options.get("refresh_seconds", "300"))
+
+    def partitions(self) -> list[InputPartition]:
+        return [InputPartition(0)]
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        key = (self.path, self.format)
+        cached = _CACHE.get(key)
+        now = time.monotonic()
+        if cached is None or now - cached[0] >= self.refresh_seconds:
+            try:
+                _CACHE[key] = (now, load_table(self.path, self.format))
+            except DimensionError:
+                if cached is None:
+                    raise
+                log.warning("keeping the previous content dimension: %s is unreadable", self.path)
+                _CACHE[key] = (now, cached[1])
+        yield from _CACHE[key][1].to_batches()
+
+
+def read_content_dimension(spark: SparkSession, cfg: DimensionsConfig) -> DataFrame:
+    """The content dimension as a DataFrame that each micro-batch re-reads (within the refresh bound).
+
+    Fails at once, naming the path, when the dimension cannot be read at start.
+    """
+    load_table(cfg.content_path, cfg.format)  # fail fast with a clear error, before any query starts
+    spark.dataSource.register(ContentDimensionSource)
+    return (
+        spark.read.format(SOURCE_NAME)
+        .option("path", cfg.content_path)
+        .option("format", cfg.format)
+        .option("refresh_seconds", str(cfg.refresh_interval.total_seconds()))
+        .load()
+    )
