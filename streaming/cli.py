@@ -91,7 +91,7 @@ def cmd_top(args: argparse.Namespace) -> int:
             "-" if r.ctr is None else f"{r.ctr:.1%}",
             "-" if r.completion_rate is None else f"{r.completion_rate:.1%}",
         )
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(table)
     console.print("* viewers: sum of per-window unique viewers (approximate, ±2 %)", style="dim")
     return 0

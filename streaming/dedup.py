@@ -15,4 +15,6 @@ def deduplicate(events: DataFrame, time_column: str, within: timedelta, key: str
     Rows already behind the watermark are dropped by Spark (and counted as late in the progress report).
     In batch mode (backfill) this is a plain ``dropDuplicates`` on ``key``.
     """
+    if not events.isStreaming:
+        return events.dropDuplicates([key])
     return events.withWatermark(time_column, spark_interval(within)).dropDuplicatesWithinWatermark([key])

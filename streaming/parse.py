@@ -25,7 +25,8 @@ from streaming.schema import (
 
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
-# Epoch milliseconds accepted: 1970-01-01 .. 9999-12-31 (anything else cannot be a real event time).
+# Epoch milliseconds accepted: 0001-01-01 .. 9999-12-31, the range of a Spark timestamp.
+_MIN_EPOCH_MS = -62_135_596_800_000
 _MAX_EPOCH_MS = 253_402_300_799_999
 
 
@@ -63,7 +64,7 @@ def _parse_event_time() -> tuple[Column, Column]:
     # Spark timestamps hold microseconds: drop fraction digits beyond six before parsing.
     truncated = F.regexp_replace(text, r"(\.\d{6})\d+", "$1")
     from_text = F.when(text.rlike(RFC3339), F.try_to_timestamp(truncated, F.lit(_TIMESTAMP_FORMAT)))
-    from_millis = F.when(millis.between(0, _MAX_EPOCH_MS), F.timestamp_millis(millis))
+    from_millis = F.when(millis.between(_MIN_EPOCH_MS, _MAX_EPOCH_MS), F.timestamp_millis(millis))
     parsed = F.when(kind == "STRING", from_text).when(kind == "BIGINT", from_millis)
     return parsed, parsed.isNotNull()
 
@@ -74,7 +75,13 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
     Blank lines are dropped (they are not records). ``reasons`` is empty for a valid event.
     """
     skew_seconds = int(max_future_skew.total_seconds())
-    records = raw.filter(F.length(F.trim(F.col("value"))) > 0).withColumn("_v", F.try_parse_json("value"))
+    # Wrapping the record in [ ] makes trailing garbage (`{...}}`, `{...} x`) a parse error, and a second
+    # element (`{...}, {...}`) visible: a record must be exactly one JSON value.
+    wrapped = F.try_parse_json(F.concat(F.lit("["), F.col("value"), F.lit("]")))
+    single = F.variant_get(wrapped, "$[1]", "variant").isNull()
+    records = raw.filter(F.length(F.trim(F.col("value"))) > 0).withColumn(
+        "_v", F.when(single, F.variant_get(wrapped, "$[0]", "variant"))
+    )
     typed = records.select(
         F.col("value").alias("raw"),
         "source",
@@ -84,7 +91,7 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
         *[_json_type(f.name).alias(f"_t_{f.name}") for f in EVENT_FIELDS],
         *[_string(f.name).alias(f.name) for f in EVENT_FIELDS if f.kind in ("id", "enum", "string")],
         F.try_variant_get(F.col("_v"), "$.watch_ms", "bigint").alias("_watch_ms"),
-        F.try_variant_get(F.col("_v"), "$.schema_version", "int").alias("_schema_version"),
+        F.try_variant_get(F.col("_v"), "$.schema_version", "bigint").alias("_schema_version"),
     )
 
     event_time, event_time_ok = _parse_event_time()
@@ -110,9 +117,12 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
                 _reason((kind == "STRING") & ~platform.isin(*PLATFORMS), "unknown_platform"),
             ]
         elif f.kind == "event_time":
+            # Only a JSON string or a 64-bit JSON integer can be an event time.
+            textual_or_integer = kind.isin("STRING", "BIGINT")
             field_reasons += [
                 _reason(kind.isNull(), "missing_field:event_time"),
-                _reason(kind.isNotNull() & ~event_time_ok, "bad_event_time"),
+                _reason(~textual_or_integer, "wrong_type:event_time"),
+                _reason(textual_or_integer & ~event_time_ok, "bad_event_time"),
                 _reason(
                     event_time > F.current_timestamp() + F.make_dt_interval(secs=F.lit(skew_seconds)),
                     "event_time_in_future",

@@ -67,7 +67,7 @@ def ingest_frame(raw: DataFrame, cfg: AppConfig) -> DataFrame:
     valid = F.size("reasons") == 0
     # Invalid records never collapse: each gets a key of its own.
     keyed = parsed.withColumn(
-        "_dedup_key", F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.uuid()))
+        "_dedup_key", F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()")))
     )
     return deduplicate(keyed, "ingest_time", cfg.dedup.retention, key="_dedup_key").drop("_dedup_key")
 

@@ -81,7 +81,7 @@ _SPARK_TYPES: dict[Kind, T.DataType] = {
     "event_time": T.TimestampType(),
     "watch_ms": T.LongType(),
     "string": T.StringType(),
-    "integer": T.IntegerType(),
+    "integer": T.LongType(),
 }
 
 # A validated event, as stored in <lake>/events/.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from streaming.config import SparkConfig
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSession:
@@ -15,6 +18,8 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
     # Python workers must use this interpreter (it has pyarrow and the app installed).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if cfg.master and cfg.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
     if cfg.master:
         builder = builder.master(cfg.master)
@@ -30,7 +35,7 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.driver.extraJavaOptions": "-Dlog4j2.level=ERROR",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
     }
     if cfg.master and cfg.master.startswith("local"):
         settings["spark.ui.enabled"] = "false"

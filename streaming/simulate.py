@@ -17,6 +17,7 @@ import argparse
 import bisect
 import csv
 import gzip
+import io
 import itertools
 import json
 import logging
@@ -348,7 +349,7 @@ def _session(
 
 def _encode_time(record: _Record, rng: random.Random) -> None:
     """Put ``event_time`` into the body in one of the client encodings; keep what a reader will decode."""
-    t = record.event_time
+    t = record.event_time.astimezone(UTC)
     roll = rng.random()
     if roll < 0.20:
         millis = (t - EPOCH) // timedelta(milliseconds=1)
@@ -534,7 +535,7 @@ def write_files(traffic: Traffic, out_dir: Path, spec: SimulationSpec) -> list[P
     """
     lines = traffic.lines
     count = min(spec.files, len(lines))
-    bounds = [round(i * len(lines) / count) for i in range(count + 1)]
+    bounds = [i * len(lines) // count for i in range(count + 1)]
     chunks = [lines[bounds[i] : bounds[i + 1]] for i in range(count)]
     rng = random.Random(f"{spec.seed}/files")
     for _ in range(max(1, count // 4)):
@@ -588,20 +589,12 @@ def write_dimension(traffic: Traffic, path: Path) -> None:
         pq.write_table(table, tmp)
         tmp.replace(path)
         return
-    buffer = _CsvBuffer()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CONTENT_COLUMNS)
     for row in rows:
         writer.writerow(["" if row[name] is None else row[name] for name in CONTENT_COLUMNS])
-    _write_atomically(path, "".join(buffer.parts).encode("utf-8"))
-
-
-class _CsvBuffer:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
+    _write_atomically(path, buffer.getvalue().encode("utf-8"))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

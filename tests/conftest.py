@@ -11,6 +11,7 @@ from streaming.config import SparkConfig
 from streaming.session import build_session
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 
 @pytest.fixture(scope="session")

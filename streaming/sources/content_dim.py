@@ -9,6 +9,7 @@ Files may be CSV (with a header) or Parquet, local or on S3; the schema is expli
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -54,25 +55,52 @@ def _format_of(path: str, fmt: str) -> str:
     return "csv" if lowered.endswith((".csv", ".csv.gz")) else "parquet"
 
 
+def _files(path: str) -> tuple[Any, list[str]]:
+    """The file system and the data files at ``path`` (a file, or every file below a folder)."""
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        fs, root = pafs.FileSystem.from_uri(path)
+    else:
+        fs, root = pafs.LocalFileSystem(), os.path.abspath(path)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise DimensionError(f"content dimension not found: {path}")
+    if info.type == pafs.FileType.File:
+        return fs, [root]
+    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    files = sorted(
+        f.path for f in found
+        if f.type == pafs.FileType.File and not f.base_name.startswith(("_", "."))
+    )
+    if not files:
+        raise DimensionError(f"content dimension folder {path} holds no data files")
+    return fs, files
+
+
 def load_table(path: str, fmt: str) -> Any:
     """Read the dimension with pyarrow (a file or a folder of files), in the declared schema."""
+    import pyarrow as pa
     import pyarrow.csv as pacsv
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     schema = _arrow_schema()
     fmt = _format_of(path, fmt)
-    if fmt == "csv":
-        file_format = ds.CsvFileFormat(
-            convert_options=pacsv.ConvertOptions(column_types=schema, include_columns=schema.names),
-        )
-    else:
-        file_format = ds.ParquetFileFormat()
-    try:
-        dataset = ds.dataset(path, format=file_format, schema=schema if fmt == "parquet" else None)
-        table = dataset.to_table(columns=schema.names)
-    except (OSError, ValueError) as e:
-        raise DimensionError(f"cannot read the content dimension at {path} as {fmt}: {e}") from e
-    return table.cast(schema)
+    fs, files = _files(path)
+    tables = []
+    for file in files:
+        try:
+            if fmt == "csv":
+                with fs.open_input_stream(file, compression="detect") as stream:
+                    options = pacsv.ConvertOptions(column_types=schema, include_columns=schema.names)
+                    table = pacsv.read_csv(stream, convert_options=options)
+            else:
+                table = pq.read_table(file, filesystem=fs, columns=schema.names)
+            tables.append(table.select(schema.names).cast(schema))
+        except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+            first_line = str(e).strip().splitlines()[0][:300]
+            raise DimensionError(f"cannot read content dimension file {file} as {fmt}: {first_line}") from e
+    return pa.concat_tables(tables)
 
 
 class ContentDimensionSource(DataSource):

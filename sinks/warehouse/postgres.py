@@ -1,0 +1,559 @@
+"""PostgreSQL warehouse (psycopg 3), and the load protocol it shares with Redshift.
+
+URL: ``postgresql://user@host:port/db?schema=analytics``. The password comes only from the environment
+(``MEDIAPULSE_WAREHOUSE_PASSWORD``, else ``PGPASSWORD``), never from the URL or a file (``~/.pgpass`` is
+not read either).
+
+:class:`SqlWarehouse` holds the protocol of :mod:`sinks.warehouse.base` for engines that speak the
+PostgreSQL wire protocol; its subclasses say how to connect, how to fill the staging table, and which
+errors are worth another attempt. One load is one ``SERIALIZABLE`` transaction:
+
+1. (PostgreSQL) take a transaction-level advisory lock keyed by ``(query, batch_id)``;
+2. skip if the ledger holds ``(query, batch_id)``;
+3. fill a temporary staging table (here ``COPY … FROM STDIN`` streamed from the Parquet files);
+4. keep the newest row per key, MERGE into the target, insert the ledger row, COMMIT.
+
+Serialization failures and dropped connections are retried with capped exponential backoff, up to
+``max_attempts`` in all (reconnecting when the connection is gone); then :class:`WarehouseError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
+
+from sinks.warehouse import sql
+from sinks.warehouse.base import (
+    COLUMN_NAMES,
+    StagedBatch,
+    TopRow,
+    Warehouse,
+    WarehouseError,
+    validate_identifier,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    from streaming.config import WarehouseConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PASSWORD_ENV_VARS: tuple[str, ...] = ("MEDIAPULSE_WAREHOUSE_PASSWORD", "PGPASSWORD")
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_RETRY_BASE_DELAY = 0.2
+DEFAULT_RETRY_MAX_DELAY = 5.0
+_ARROW_BATCH_ROWS = 65_536
+
+
+# ------------------------------------------------------------------------------ staged Parquet files
+
+
+def _s3_endpoint(environ: Mapping[str, str]) -> str | None:
+    return environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_filesystem(environ: Mapping[str, str] | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 client with the default AWS credential chain; honours ``AWS_ENDPOINT_URL[_S3]``."""
+    import pyarrow.fs as pafs
+
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    endpoint = _s3_endpoint(env)
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options["endpoint_override"] = parsed.netloc or parsed.path
+        options["scheme"] = parsed.scheme or "https"
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    return pafs.S3FileSystem(**options)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` (also ``s3a://``, ``s3n://``) → ``(bucket, key)``."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("s3", "s3a", "s3n") or not parsed.netloc:
+        raise WarehouseError(f"not an S3 URL: {url!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _open_parquet(uri: str, s3: pafs.FileSystem | None) -> Any:
+    import pyarrow.parquet as pq
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("s3", "s3a", "s3n"):
+        bucket, key = split_s3_url(uri)
+        fs = s3 if s3 is not None else s3_filesystem()
+        return pq.ParquetFile(fs.open_input_file(f"{bucket}/{key}"))
+    if parsed.scheme == "file":
+        return pq.ParquetFile(unquote(parsed.path))
+    if parsed.scheme:
+        raise WarehouseError(f"cannot read staged file {uri!r}: scheme {parsed.scheme!r} is not supported")
+    return pq.ParquetFile(uri)
+
+
+def to_warehouse_types(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps as naive UTC (the warehouse columns are TIMESTAMP without time zone)."""
+    import pyarrow as pa
+
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = column.cast(pa.timestamp(column.type.unit))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def iter_record_batches(
+    files: Iterable[str],
+    columns: tuple[str, ...] = COLUMN_NAMES,
+    s3: pafs.FileSystem | None = None,
+    batch_rows: int = _ARROW_BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the staged Parquet files as Arrow record batches holding ``columns`` in that order."""
+    import pyarrow as pa
+
+    for uri in files:
+        try:
+            parquet = _open_parquet(uri, s3)
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise WarehouseError(f"staged file {uri} lacks column(s) {', '.join(missing)}")
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns)):
+                yield to_warehouse_types(batch.select(list(columns)))
+        except (OSError, pa.ArrowException) as e:
+            raise WarehouseError(f"cannot read staged file {uri}: {e}") from e
+
+
+def iter_csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+    """Render record batches as CSV (no header) for ``COPY … (FORMAT csv)``: Arrow-native, no per-row Python.
+
+    NULL is an unquoted empty field and every string is quoted, so an empty string stays an empty string.
+    """
+    import pyarrow.csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False)
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        sink = io.BytesIO()
+        pacsv.write_csv(batch, sink, options)
+        yield sink.getvalue()
+
+
+# -------------------------------------------------------------------------------------- the protocol
+
+
+class _Contended(Exception):
+    """Another session was applying the same batch; start a fresh transaction (and see its ledger row)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At most ``max_attempts`` tries in all; waits double from ``base_delay`` up to ``max_delay``."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base_delay: float = DEFAULT_RETRY_BASE_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise WarehouseError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise WarehouseError("retry delays must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter backoff after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> RetryPolicy:
+        """``max_attempts=5&retry_base_ms=200&retry_max_ms=5000`` from a warehouse URL."""
+        try:
+            return cls(
+                max_attempts=int(params.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+                base_delay=float(params.get("retry_base_ms", DEFAULT_RETRY_BASE_DELAY * 1000)) / 1000,
+                max_delay=float(params.get("retry_max_ms", DEFAULT_RETRY_MAX_DELAY * 1000)) / 1000,
+            )
+        except ValueError as e:
+            raise WarehouseError(f"invalid retry setting in the warehouse URL: {e}") from e
+
+
+class SqlWarehouse(Warehouse):
+    """The load protocol over a DB-API connection that speaks PostgreSQL's SQL and wire protocol."""
+
+    dialect: sql.Dialect
+
+    def __init__(self, tables: sql.Tables, retry: RetryPolicy | None = None) -> None:
+        self.tables = tables
+        self.table = tables.table
+        self.ledger_table = tables.ledger
+        self.retry = retry or RetryPolicy()
+        self._conn: Any = None
+
+    # --- what a backend provides ---------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection."""
+
+    @abstractmethod
+    def _retry_reason(self, error: BaseException) -> str | None:
+        """``"serialization"`` or ``"disconnect"`` when ``error`` is worth another attempt, else None."""
+
+    @abstractmethod
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
+        """Fill :data:`sql.STAGE_TABLE` with the batch's rows."""
+
+    def _prepare(self, batch: StagedBatch) -> Any:
+        """Work outside the transaction, once per load (e.g. write a COPY manifest)."""
+        return None
+
+    def _serialize(self, cur: Any, batch: StagedBatch) -> None:
+        """Keep two writers of the same batch apart (first statement of the transaction)."""
+
+    def _after_load(self, batch: StagedBatch, applied: bool) -> None:
+        """Clean-up after the transaction ended (committed, or skipped by the ledger)."""
+
+    def _load_failed(self, error: WarehouseError, batch: StagedBatch) -> WarehouseError | None:
+        """A more telling error for a load that failed for good, or None."""
+        return None
+
+    # --- connection and retries ----------------------------------------------------------------
+
+    def _cursor(self) -> Any:
+        if self._conn is None:
+            conn = self._connect()
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute(f"SET search_path TO {self.tables.schema}, public")
+            cur.execute("SET timezone TO 'UTC'")
+            self._conn = conn
+            return cur
+        return self._conn.cursor()
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as e:  # the connection is already gone; nothing to release
+                log.debug("closing a dropped connection failed: %s", e)
+
+    def _rollback(self, cur: Any) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except Exception as e:  # a dropped connection rolls back by itself
+            log.debug("rollback failed (connection lost?): %s", e)
+
+    def _run(self, what: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)``, retrying serialization failures and dropped connections within bounds."""
+        policy = self.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                return work(self._cursor())
+            except _Contended:
+                log.info("%s: another writer holds this batch; trying again after it", what)
+                if attempt == policy.max_attempts:
+                    raise WarehouseError(f"{what}: batch still locked after {attempt} attempts") from None
+                continue
+            except WarehouseError:
+                raise
+            except Exception as e:
+                reason = self._retry_reason(e)
+                if reason == "disconnect":
+                    self._discard_connection()
+                if reason is None or attempt == policy.max_attempts:
+                    tries = f" after {attempt} attempts" if reason else ""
+                    raise WarehouseError(f"{what} failed{tries}: {_one_line(e)}") from e
+                delay = policy.delay(attempt)
+                log.warning(
+                    "%s: %s (%s), attempt %d of %d; retrying in %.2f s",
+                    what, reason, _one_line(e), attempt, policy.max_attempts, delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _transaction(self, cur: Any, body: Callable[[Any], T]) -> T:
+        cur.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        try:
+            result = body(cur)
+        except BaseException:
+            self._rollback(cur)
+            raise
+        cur.execute("COMMIT")
+        return result
+
+    # --- the Warehouse interface ---------------------------------------------------------------
+
+    def init(self) -> None:
+        def create(cur: Any) -> None:
+            for statement in sql.init_sql(self.tables, self.dialect):
+                cur.execute(statement)
+
+        self._run("warehouse init", lambda cur: self._transaction(cur, create))
+
+    def load_batch(self, batch: StagedBatch) -> bool:
+        validate_identifier(batch.query, "query name")
+        prepared = self._prepare(batch)
+        what = f"load of {batch.query} batch {batch.batch_id}"
+
+        def load(cur: Any) -> bool:
+            self._serialize(cur, batch)
+            cur.execute(sql.ledger_lookup_sql(self.ledger_table), (batch.query, batch.batch_id))
+            if cur.fetchone() is not None:
+                return False
+            for statement in sql.stage_sql(self.table):
+                cur.execute(statement)
+            self._stage(cur, batch, prepared)
+            cur.execute(sql.stage_count_sql())
+            rows = int(cur.fetchone()[0])
+            cur.execute(sql.dedup_stage_sql())
+            cur.execute(sql.merge_sql(self.table))
+            committed_at = datetime.now(UTC).replace(tzinfo=None)
+            cur.execute(
+                sql.ledger_insert_sql(self.ledger_table), (batch.query, batch.batch_id, rows, committed_at)
+            )
+            return True
+
+        try:
+            applied = self._run(what, lambda cur: self._transaction(cur, load))
+        except WarehouseError as e:
+            better = self._load_failed(e, batch)
+            if better is not None:
+                raise better from e
+            raise
+        if applied:
+            log.info("%s applied", what)
+        else:
+            log.info("%s already in the ledger; skipped", what)
+        self._after_load(batch, applied)
+        return applied
+
+    def committed(self, query: str) -> list[int]:
+        def read(cur: Any) -> list[int]:
+            cur.execute(sql.committed_sql(self.ledger_table), (query,))
+            return [int(row[0]) for row in cur.fetchall()]
+
+        return self._run(f"ledger read of {query}", read)
+
+    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
+        statement = sql.top_sql(self.table, by)
+
+        def read(cur: Any) -> list[TopRow]:
+            cur.execute(statement, (int(limit),))
+            return [_top_row(row) for row in cur.fetchall()]
+
+        return self._run(f"top content by {by}", read)
+
+    def fetch(self, statement: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (with the same retries as a load)."""
+
+        def read(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(statement, params)
+            return [tuple(row) for row in cur.fetchall()]
+
+        return self._run("catalog read", read)
+
+    def replace_content_dim(self, table: pa.Table) -> int:
+        """Replace every row of the content dimension with ``table``, in one transaction."""
+        delete, _ = sql.replace_dim_sql(self.tables.content_dim)
+
+        def replace(cur: Any) -> int:
+            cur.execute(delete)
+            self._insert_dim_rows(cur, table)
+            return table.num_rows
+
+        return self._run("content dimension sync", lambda cur: self._transaction(cur, replace))
+
+    @abstractmethod
+    def _insert_dim_rows(self, cur: Any, table: pa.Table) -> None: ...
+
+    def close(self) -> None:
+        self._discard_connection()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _top_row(row: tuple[Any, ...]) -> TopRow:
+    def whole(value: Any) -> int:
+        return int(value) if value is not None else 0
+
+    def ratio(value: Any) -> float | None:
+        return float(value) if value is not None else None
+
+    content_id, title, *sums, ctr, completion_rate = row
+    return TopRow(content_id, title, *(whole(v) for v in sums), ratio(ctr), ratio(completion_rate))
+
+
+def advisory_key(query: str, batch_id: int) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock`` from ``(query, batch_id)``."""
+    digest = hashlib.blake2b(f"{query}\x00{batch_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    schema: str = "public"
+    sslmode: str | None = None
+    connect_timeout: int = 10
+    retry: RetryPolicy = RetryPolicy()
+
+
+def parse_postgres_url(url: str) -> PostgresSettings:
+    """``postgresql://user@host:port/db?schema=…&sslmode=…&max_attempts=…``; a password here is refused."""
+    parsed = urlparse(url)
+    if parsed.scheme != "postgresql":
+        raise WarehouseError(f"not a postgresql:// URL: {url!r}")
+    if parsed.password is not None:
+        raise WarehouseError(
+            "warehouse.url must not carry a password: set MEDIAPULSE_WAREHOUSE_PASSWORD or PGPASSWORD"
+        )
+    params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    known = {"schema", "sslmode", "connect_timeout", "max_attempts", "retry_base_ms", "retry_max_ms"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise WarehouseError(f"unknown warehouse URL parameter(s): {', '.join(unknown)}")
+    database = unquote(parsed.path.lstrip("/"))
+    if not parsed.hostname or not database or not parsed.username:
+        raise WarehouseError(f"warehouse.url {url!r} needs user, host and database: postgresql://user@host:5432/db")
+    try:
+        port = parsed.port or 5432
+        timeout = int(params.get("connect_timeout", 10))
+    except ValueError as e:
+        raise WarehouseError(f"invalid port or connect_timeout in warehouse.url: {e}") from e
+    return PostgresSettings(
+        host=parsed.hostname,
+        port=port,
+        database=database,
+        user=unquote(parsed.username),
+        schema=validate_identifier(params.get("schema", "public"), "schema"),
+        sslmode=params.get("sslmode"),
+        connect_timeout=timeout,
+        retry=RetryPolicy.from_query(params),
+    )
+
+
+def password_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    for name in PASSWORD_ENV_VARS:
+        if env.get(name):
+            return env[name]
+    return None
+
+
+class PostgresWarehouse(SqlWarehouse):
+    """PostgreSQL 15+ through psycopg 3; staging filled by ``COPY … FROM STDIN`` from the Parquet files."""
+
+    dialect: sql.Dialect = "postgres"
+
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        table: str = "content_engagement",
+        ledger_table: str = "mediapulse_batches",
+        password: str | None = None,
+        s3: pafs.FileSystem | None = None,
+    ) -> None:
+        super().__init__(sql.Tables.of(settings.schema, table, ledger_table), settings.retry)
+        self.settings = settings
+        self._password = password
+        self._s3 = s3
+
+    @classmethod
+    def from_config(
+        cls, cfg: WarehouseConfig, environ: Mapping[str, str] | None = None
+    ) -> PostgresWarehouse:
+        return cls(
+            parse_postgres_url(cfg.url), cfg.table, cfg.ledger_table, password=password_from_env(environ)
+        )
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        s = self.settings
+        options: dict[str, Any] = {
+            "host": s.host,
+            "port": s.port,
+            "dbname": s.database,
+            "user": s.user,
+            "passfile": os.devnull,  # never read ~/.pgpass: passwords come from the environment only
+            "application_name": "mediapulse",
+            "connect_timeout": s.connect_timeout,
+        }
+        if self._password is not None:
+            options["password"] = self._password
+        if s.sslmode:
+            options["sslmode"] = s.sslmode
+        return psycopg.connect(**options)
+
+    def _retry_reason(self, error: BaseException) -> str | None:
+        import psycopg
+        from psycopg import errors
+
+        if isinstance(error, errors.SerializationFailure | errors.DeadlockDetected):
+            return "serialization"
+        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                return "disconnect"
+        return None
+
+    def _serialize(self, cur: Any, batch: StagedBatch) -> None:
+        # Taken before any read; if another session holds it, wait for it to finish, then start over in
+        # a new transaction whose snapshot sees that session's ledger row.
+        key = advisory_key(batch.query, batch.batch_id)
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,))
+        if not cur.fetchone()[0]:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            raise _Contended
+
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
+        copy_into(cur, sql.STAGE_TABLE, COLUMN_NAMES, iter_record_batches(batch.files, s3=self._s3_fs(batch)))
+
+    def _s3_fs(self, batch: StagedBatch) -> pafs.FileSystem | None:
+        if self._s3 is None and any(f.startswith(("s3://", "s3a://", "s3n://")) for f in batch.files):
+            self._s3 = s3_filesystem()
+        return self._s3
+
+    def _insert_dim_rows(self, cur: Any, table: pa.Table) -> None:
+        names = tuple(name for name, _ in sql.CONTENT_DIM_COLUMNS)
+        batches = (to_warehouse_types(b) for b in table.select(list(names)).to_batches())
+        copy_into(cur, self.tables.content_dim, names, batches)
+
+
+def copy_into(cur: Any, table: str, columns: tuple[str, ...], batches: Iterable[pa.RecordBatch]) -> None:
+    """``COPY table (columns) FROM STDIN (FORMAT csv)`` fed from Arrow record batches (psycopg cursor)."""
+    from psycopg import sql as psql
+
+    statement = psql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        psql.SQL(validate_identifier(table)), psql.SQL(", ".join(validate_identifier(c) for c in columns))
+    )
+    with cur.copy(statement) as copy:
+        for chunk in iter_csv_chunks(batches):
+            copy.write(chunk)

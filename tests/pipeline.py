@@ -1,0 +1,78 @@
+"""Helpers for whole-pipeline tests: simulated input on disk, a config in tmp_path, warehouse readers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from streaming.config import AppConfig, load_config
+from streaming.simulate import SimulationSpec, simulate, write_dimension, write_files
+
+
+@dataclass(frozen=True)
+class Scenario:
+    root: Path
+    files: list[Path]  # in arrival order, under the staged folder until released
+    staged: Path
+    incoming: Path
+    now: datetime
+
+    def release(self, count: int | None = None) -> list[Path]:
+        """Move the next ``count`` staged files (all by default) into the incoming folder, in order."""
+        moved = []
+        pending = [f for f in self.files if f.exists()]
+        for file in pending[: len(pending) if count is None else count]:
+            target = self.incoming / file.relative_to(self.staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stat = file.stat()
+            shutil.move(file, target)
+            os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            moved.append(target)
+        return moved
+
+    def incoming_files(self) -> list[Path]:
+        return sorted(p for p in self.incoming.rglob("*") if p.is_file())
+
+
+def make_scenario(root: Path, **spec_args) -> Scenario:
+    now = datetime.now(UTC)
+    spec = SimulationSpec(now=now, **spec_args)
+    traffic = simulate(spec)
+    staged = root / "staged"
+    files = write_files(traffic, staged, spec)
+    write_dimension(traffic, root / "dimensions" / "content.csv")
+    incoming = root / "incoming"
+    incoming.mkdir(parents=True)
+    return Scenario(root, files, staged, incoming, now)
+
+
+def pipeline_config(root: Path, *overrides: str) -> AppConfig:
+    return load_config(
+        overrides=[
+            f"source.path={root / 'incoming'}",
+            f"dimensions.content_path={root / 'dimensions' / 'content.csv'}",
+            f"lake.path={root / 'lake'}",
+            f"warehouse.url=duckdb:///{root / 'warehouse.duckdb'}",
+            f"checkpoint.path={root / 'checkpoints'}",
+            "trigger.interval=1 s",
+            *overrides,
+        ],
+        environ={},
+    )
+
+
+def warehouse_rows(cfg: AppConfig) -> dict[tuple, dict]:
+    path = cfg.warehouse.url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as conn:
+        cursor = conn.execute(f"SELECT * FROM {cfg.warehouse.table}")
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    return {
+        (r["window_start"].replace(tzinfo=UTC), r["content_id"], r["affiliate_id"], r["platform"]): r
+        for r in rows
+    }

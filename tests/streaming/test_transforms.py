@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
+
+from streaming.aggregate import add_rates, aggregate_engagement
+from streaming.dedup import deduplicate
+from streaming.enrich import enrich_with_content, latest_content
+from streaming.schema import CONTENT_DIM_SCHEMA
+
+EVENTS = T.StructType(
+    [
+        T.StructField("event_id", T.StringType()),
+        T.StructField("event_type", T.StringType()),
+        T.StructField("event_time", T.TimestampType()),
+        T.StructField("content_id", T.StringType()),
+        T.StructField("affiliate_id", T.StringType()),
+        T.StructField("platform", T.StringType()),
+        T.StructField("user_id", T.StringType()),
+        T.StructField("watch_ms", T.LongType()),
+    ]
+)
+ENRICHED = T.StructType(
+    [*EVENTS.fields]
+    + [T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")]
+)
+AGGREGATES = T.StructType(
+    [
+        T.StructField("window_start", T.TimestampType()),
+        T.StructField("window_end", T.TimestampType()),
+        T.StructField("content_id", T.StringType()),
+        T.StructField("affiliate_id", T.StringType()),
+        T.StructField("platform", T.StringType()),
+        T.StructField("title", T.StringType()),
+        T.StructField("category", T.StringType()),
+        T.StructField("content_type", T.StringType()),
+        *[
+            T.StructField(n, T.LongType(), False)
+            for n in ("impressions", "clicks", "play_starts", "completions", "watch_time_ms", "unique_viewers")
+        ],
+    ]
+)
+
+
+def t(minute: int, second: int = 0) -> datetime:
+    return datetime(2026, 11, 1, 10, minute, second)
+
+
+def test_deduplicate_keeps_one_row_per_event_id(spark):
+    events = spark.createDataFrame(
+        [
+            ("e1", "click", t(0), "c1", "a1", "web", "u1", None),
+            ("e1", "click", t(0), "c1", "a1", "web", "u1", None),
+            ("e2", "click", t(1), "c1", "a1", "web", "u1", None),
+        ],
+        EVENTS,
+    )
+    deduped = deduplicate(events, "event_time", timedelta(minutes=10))
+    assert sorted(r.event_id for r in deduped.collect()) == ["e1", "e2"]
+
+
+def test_latest_content_keeps_the_most_recently_published_row(spark):
+    content = spark.createDataFrame(
+        [
+            ("c1", "Old", "news", "video", 60, "p", datetime(2026, 1, 1)),
+            ("c1", "New", "news", "video", 60, "p", datetime(2026, 2, 1)),
+            ("c2", "Other", "sport", "clip", 30, "p", None),
+        ],
+        CONTENT_DIM_SCHEMA,
+    )
+    assert sorted((r.content_id, r.title) for r in latest_content(content).collect()) == [
+        ("c1", "New"),
+        ("c2", "Other"),
+    ]
+
+
+def test_enrich_keeps_events_without_content_and_flags_them(spark):
+    events = spark.createDataFrame(
+        [
+            ("e1", "impression", t(0), "c1", "a1", "web", "u1", None),
+            ("e2", "impression", t(0), "zz", "a1", "web", "u1", None),
+        ],
+        EVENTS,
+    )
+    content = spark.createDataFrame([("c1", "T1", "news", "video", 60, "p", None)], CONTENT_DIM_SCHEMA)
+    enriched = enrich_with_content(events, content)
+    assert sorted((r.event_id, r.title, r.content_known) for r in enriched.collect()) == [
+        ("e1", "T1", True),
+        ("e2", None, False),
+    ]
+
+
+def test_aggregate_counts_types_sums_watch_time_and_counts_viewers_per_window(spark):
+    rows = [
+        ("1", "impression", t(0), "c1", "a1", "web", "u1", None),
+        ("2", "impression", t(1), "c1", "a1", "web", "u2", None),
+        ("3", "click", t(1, 30), "c1", "a1", "web", "u1", None),
+        ("4", "play_start", t(2), "c1", "a1", "web", "u1", 999),  # watch_ms ignored on play_start
+        ("5", "progress", t(3), "c1", "a1", "web", "u1", 10_000),
+        ("6", "complete", t(4, 59), "c1", "a1", "web", "u1", 2_500),
+        ("7", "impression", t(5), "c1", "a1", "web", "u3", None),  # next window
+        ("8", "impression", t(0), "c1", "a1", "ios", "u1", None),  # other platform
+    ]
+    events = spark.createDataFrame(
+        [(*r, "T1", "news", "video") for r in rows], ENRICHED
+    )
+    expected = spark.createDataFrame(
+        [
+            (t(0), t(5), "c1", "a1", "web", "T1", "news", "video", 2, 1, 1, 1, 12_500, 2),
+            (t(5), t(10), "c1", "a1", "web", "T1", "news", "video", 1, 0, 0, 0, 0, 1),
+            (t(0), t(5), "c1", "a1", "ios", "T1", "news", "video", 1, 0, 0, 0, 0, 1),
+        ],
+        AGGREGATES,
+    )
+    assertDataFrameEqual(aggregate_engagement(events, timedelta(minutes=5)), expected)
+
+
+def test_rates_are_null_when_the_denominator_is_zero(spark):
+    aggregates = spark.createDataFrame(
+        [
+            (t(0), t(5), "c1", "a1", "web", None, None, None, 4, 1, 0, 0, 0, 1),
+            (t(0), t(5), "c2", "a1", "web", None, None, None, 0, 0, 4, 3, 0, 1),
+        ],
+        AGGREGATES,
+    )
+    rates = {r.content_id: (r.ctr, r.completion_rate) for r in add_rates(aggregates).collect()}
+    assert rates == {"c1": (0.25, None), "c2": (None, 0.75)}

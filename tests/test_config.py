@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from streaming.config import ConfigError, load_config, spark_interval
+
+
+def test_default_config_loads_with_documented_defaults():
+    cfg = load_config()
+    assert cfg.source.kind == "files"
+    assert cfg.engagement.window == timedelta(minutes=5)
+    assert cfg.engagement.watermark == timedelta(minutes=10)
+    assert cfg.warehouse.url.startswith("duckdb://")
+
+
+def test_set_overrides_win_over_environment_and_file():
+    cfg = load_config(
+        overrides=["engagement.window=2 min", "source.max_files_per_trigger=7"],
+        environ={"MEDIAPULSE__ENGAGEMENT__WINDOW": "3 min", "MEDIAPULSE__LAKE__PATH": "/tmp/lake"},
+    )
+    assert cfg.engagement.window == timedelta(minutes=2)
+    assert cfg.source.max_files_per_trigger == 7
+    assert cfg.lake.path == "/tmp/lake"
+
+
+def test_unknown_keys_and_bad_values_name_every_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            overrides=["engagement.window=soon", "source.bogus=1", "source.kind=ftp"],
+            environ={"MEDIAPULSE__LAKE__NOPE": "x"},
+        )
+    message = str(err.value)
+    for key in ("engagement.window", "source.bogus", "source.kind", "lake.nope"):
+        assert key in message
+
+
+def test_kinesis_source_requires_a_stream_name():
+    with pytest.raises(ConfigError, match="stream_name"):
+        load_config(overrides=["source.kind=kinesis"], environ={})
+
+
+def test_config_is_frozen():
+    cfg = load_config(environ={})
+    with pytest.raises(ValueError):
+        cfg.lake.path = "elsewhere"  # type: ignore[misc]
+
+
+def test_every_example_config_validates():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[1].joinpath("config").glob("*.yaml")):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "spark"), [("5 min", "300 seconds"), ("1h", "3600 seconds"), ("250 ms", "250 milliseconds")]
+)
+def test_durations_render_for_spark(text, spark):
+    cfg = load_config(overrides=[f"trigger.interval={text}"], environ={})
+    assert spark_interval(cfg.trigger.interval) == spark
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml", environ={})
