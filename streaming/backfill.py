@@ -23,8 +23,8 @@ from streaming.sources.content_dim import read_content_dimension
 log = logging.getLogger(__name__)
 
 EVENT_LOG_SCHEMA = T.StructType(
-    [*EVENT_SCHEMA.fields]
-    + [
+    [
+        *EVENT_SCHEMA.fields,
         T.StructField("event_date", T.DateType(), True),
         T.StructField("event_hour", T.IntegerType(), True),
         T.StructField("batch_id", T.LongType(), True),
@@ -55,7 +55,9 @@ def backfill_frame(events: DataFrame, content: DataFrame, cfg: AppConfig) -> Dat
         events.select(*EVENT_SCHEMA.fieldNames())
         .transform(lambda df: deduplicate(df, "event_time", cfg.engagement.watermark))
         .transform(lambda df: enrich_with_content(df, content))
-        .transform(lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd))
+        .transform(
+            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd)
+        )
         .transform(add_rates)
     )
 
@@ -64,9 +66,15 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
     """Recompute and upsert every window overlapping ``[start, end)``; returns the rows written."""
     first, last = align_range(start, end, cfg.engagement.window)
     path = f"{cfg.lake.path.rstrip('/')}/events"
-    events = spark.read.schema(EVENT_LOG_SCHEMA).parquet(path).filter(
-        (F.col("event_date") >= F.lit(first.date())) & (F.col("event_date") <= F.lit(last.date()))
-        & (F.col("event_time") >= F.lit(first)) & (F.col("event_time") < F.lit(last))
+    events = (
+        spark.read.schema(EVENT_LOG_SCHEMA)
+        .parquet(path)
+        .filter(
+            (F.col("event_date") >= F.lit(first.date()))
+            & (F.col("event_date") <= F.lit(last.date()))
+            & (F.col("event_time") >= F.lit(first))
+            & (F.col("event_time") < F.lit(last))
+        )
     )
     content = read_content_dimension(spark, cfg.dimensions)
     frame = stamp(backfill_frame(events, content, cfg), 0)

@@ -27,7 +27,11 @@ def _setup_logging(verbose: bool) -> None:
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: config/local.yaml)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set engagement.window='10 min' (repeatable)",
     )
 
@@ -81,13 +85,29 @@ def cmd_top(args: argparse.Namespace) -> int:
     with open_warehouse(cfg.warehouse) as warehouse:
         rows = warehouse.top(args.by, args.limit)
     table = Table(title=f"Top content by {args.by}")
-    for header in ("content", "title", "impr.", "clicks", "plays", "compl.", "watch (min)", "viewers*",
-                   "CTR", "completion"):
+    for header in (
+        "content",
+        "title",
+        "impr.",
+        "clicks",
+        "plays",
+        "compl.",
+        "watch (min)",
+        "viewers*",
+        "CTR",
+        "completion",
+    ):
         table.add_column(header, justify="left" if header in ("content", "title") else "right")
     for r in rows:
         table.add_row(
-            r.content_id, r.title or "(unknown)", f"{r.impressions:,}", f"{r.clicks:,}", f"{r.play_starts:,}",
-            f"{r.completions:,}", f"{r.watch_time_ms / 60000:,.1f}", f"{r.unique_viewers:,}",
+            r.content_id,
+            r.title or "(unknown)",
+            f"{r.impressions:,}",
+            f"{r.clicks:,}",
+            f"{r.play_starts:,}",
+            f"{r.completions:,}",
+            f"{r.watch_time_ms / 60000:,.1f}",
+            f"{r.unique_viewers:,}",
             "-" if r.ctr is None else f"{r.ctr:.1%}",
             "-" if r.completion_rate is None else f"{r.completion_rate:.1%}",
         )

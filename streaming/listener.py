@@ -68,13 +68,28 @@ class ProgressReporter(StreamingQueryListener):
         self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.durations: dict[str, list[int]] = defaultdict(list)
         self.errors: list[str] = []
+        self._seen: set[tuple[str, int]] = set()
+
+    def reconcile(self, queries: list[Any]) -> None:
+        """Count reports the asynchronous listener bus has not delivered yet (called at exit)."""
+        for query in queries:
+            for progress in query.recentProgress:
+                self.record(progress)
 
     def onQueryStarted(self, event: Any) -> None:
         log.info("query %s started (run %s)", event.name, event.runId)
 
     def onQueryProgress(self, event: Any) -> None:
-        summary = summarize_progress(event.progress)
+        self.record(event.progress)
+
+    def record(self, progress: Any) -> None:
+        """Count one progress report; a report already counted (same run and batch) is ignored."""
+        summary = summarize_progress(progress)
         with self._lock:
+            key = (str(progress.runId), summary["batch_id"])
+            if key in self._seen:
+                return
+            self._seen.add(key)
             totals = self.totals[summary["query"]]
             totals["batches"] += 1
             for key in ("input_rows", "records_in", "valid", "quarantined", "late", "unknown_content"):

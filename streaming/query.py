@@ -80,14 +80,18 @@ def engagement_frame(raw: DataFrame, content: DataFrame, cfg: AppConfig) -> Data
         .transform(lambda df: deduplicate(df, "event_time", cfg.engagement.watermark))
         .transform(lambda df: enrich_with_content(df, content))
         .transform(with_content_metrics)
-        .transform(lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd))
+        .transform(
+            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd)
+        )
         .transform(add_rates)
     )
 
 
 def event_log_rows(batch: DataFrame) -> DataFrame:
-    return valid_events(batch).withColumn("event_date", F.to_date("event_time")).withColumn(
-        "event_hour", F.hour("event_time")
+    return (
+        valid_events(batch)
+        .withColumn("event_date", F.to_date("event_time"))
+        .withColumn("event_hour", F.hour("event_time"))
     )
 
 
@@ -160,8 +164,12 @@ def start_pipeline(
     content = read_content_dimension(spark, cfg.dimensions)
 
     ingest = (
-        _writer(ingest_frame(read_source(spark, cfg.source, f"{checkpoint}/{INGEST}"), cfg), INGEST, cfg,
-                available_now)
+        _writer(
+            ingest_frame(read_source(spark, cfg.source, f"{checkpoint}/{INGEST}"), cfg),
+            INGEST,
+            cfg,
+            available_now,
+        )
         .outputMode("append")
         .foreachBatch(BatchWriter(tuple(ingest_sinks(cfg))))
     )
@@ -182,4 +190,3 @@ def start_pipeline(
         queries[0].stop()
         raise
     return queries
-

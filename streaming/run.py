@@ -83,7 +83,9 @@ def run_pipeline(
                 if cfg.run.stop_marker and time.monotonic() >= next_marker_check:
                     next_marker_check = time.monotonic() + cfg.run.stop_poll_interval.total_seconds()
                     if marker_exists(spark, cfg.run.stop_marker):
-                        log.info("stop marker %s found: stopping after the current batch", cfg.run.stop_marker)
+                        log.info(
+                            "stop marker %s found: stopping after the current batch", cfg.run.stop_marker
+                        )
                         stop.set()
                 if stop.is_set():
                     stop_after_current_batch(queries, cfg.run.stop_timeout.total_seconds())
@@ -102,6 +104,7 @@ def run_pipeline(
             if query.isActive:
                 query.stop()
         spark.streams.removeListener(reporter)
+        reporter.reconcile(queries)
     if failures:
         first = failures[0]
         message = str(first.exception()).strip().splitlines()[0]

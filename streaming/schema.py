@@ -26,23 +26,49 @@ class Field:
 
 
 EVENT_FIELDS: tuple[Field, ...] = (
-    Field("event_id", "id", True, f"string, 1–{MAX_ID_LENGTH} chars",
-          "client-generated; the same id seen again is a duplicate"),
-    Field("event_type", "enum", True, ", ".join(f"`{t}`" for t in EVENT_TYPES),
-          "anything else is invalid (`unknown_event_type`)", EVENT_TYPES),
-    Field("event_time", "event_time", True,
-          "RFC 3339 string (`Z` or offset, optional fraction) or integer epoch milliseconds",
-          "stored as UTC timestamp; unparseable is invalid (`bad_event_time`); more than "
-          "`validation.max_future_skew` ahead of processing time is invalid (`event_time_in_future`)"),
-    Field("content_id", "id", True, f"string, 1–{MAX_ID_LENGTH} chars", "joined with the content dimension"),
-    Field("affiliate_id", "id", True, f"string, 1–{MAX_ID_LENGTH} chars", ""),
-    Field("platform", "enum", True, ", ".join(f"`{p}`" for p in PLATFORMS),
-          "case-insensitive, stored lower-case; anything else is invalid (`unknown_platform`)", PLATFORMS),
-    Field("user_id", "id", True, f"string, 1–{MAX_ID_LENGTH} chars", "pseudonymous viewer id"),
-    Field("watch_ms", "watch_ms", True, "integer ≥ 0",
-          "required for `progress`/`complete`, ignored (stored null) otherwise; milliseconds watched since "
-          "the previous progress event; negative, non-integer or missing when required is invalid "
-          "(`bad_watch_ms`)"),
+    Field(
+        "event_id",
+        "id",
+        True,
+        f"string, 1-{MAX_ID_LENGTH} chars",
+        "client-generated; the same id seen again is a duplicate",
+    ),
+    Field(
+        "event_type",
+        "enum",
+        True,
+        ", ".join(f"`{t}`" for t in EVENT_TYPES),
+        "anything else is invalid (`unknown_event_type`)",
+        EVENT_TYPES,
+    ),
+    Field(
+        "event_time",
+        "event_time",
+        True,
+        "RFC 3339 string (`Z` or offset, optional fraction) or integer epoch milliseconds",
+        "stored as UTC timestamp; unparseable is invalid (`bad_event_time`); more than "
+        "`validation.max_future_skew` ahead of processing time is invalid (`event_time_in_future`)",
+    ),
+    Field("content_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", "joined with the content dimension"),
+    Field("affiliate_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", ""),
+    Field(
+        "platform",
+        "enum",
+        True,
+        ", ".join(f"`{p}`" for p in PLATFORMS),
+        "case-insensitive, stored lower-case; anything else is invalid (`unknown_platform`)",
+        PLATFORMS,
+    ),
+    Field("user_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", "pseudonymous viewer id"),
+    Field(
+        "watch_ms",
+        "watch_ms",
+        True,
+        "integer ≥ 0",
+        "required for `progress`/`complete`, ignored (stored null) otherwise; milliseconds watched since "
+        "the previous progress event; negative, non-integer or missing when required is invalid "
+        "(`bad_watch_ms`)",
+    ),
     Field("session_id", "string", False, "string", ""),
     Field("placement", "string", False, "string", ""),
     Field("country", "string", False, "string", ""),
@@ -86,8 +112,11 @@ _SPARK_TYPES: dict[Kind, T.DataType] = {
 
 # A validated event, as stored in <lake>/events/.
 EVENT_SCHEMA = T.StructType(
-    [T.StructField(f.name, _SPARK_TYPES[f.kind], not f.required or f.kind == "watch_ms") for f in EVENT_FIELDS]
-    + [
+    [
+        *(
+            T.StructField(f.name, _SPARK_TYPES[f.kind], not f.required or f.kind == "watch_ms")
+            for f in EVENT_FIELDS
+        ),
         T.StructField("source", T.StringType(), False),
         T.StructField("ingest_time", T.TimestampType(), False),
     ]

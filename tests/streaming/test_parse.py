@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pyspark.sql import Row
@@ -72,8 +72,10 @@ _ABSENT = object()
         (line(event_type="progress", watch_ms=1.5), ["bad_watch_ms"]),
         (line(session_id=7), ["wrong_type:session_id"]),
         (line(schema_version="2"), ["wrong_type:schema_version"]),
-        (line(event_id=_ABSENT, platform="fridge", event_time="nope"),
-         ["bad_event_time", "missing_field:event_id", "unknown_platform"]),
+        (
+            line(event_id=_ABSENT, platform="fridge", event_time="nope"),
+            ["bad_event_time", "missing_field:event_id", "unknown_platform"],
+        ),
     ],
 )
 def test_each_invalid_record_gets_its_reasons(spark, record, expected):
@@ -114,10 +116,21 @@ def test_valid_events_are_typed_and_normalised(spark):
     expected = spark.createDataFrame(
         [
             Row(
-                event_id="e1", event_type="progress", event_time=datetime(2026, 11, 1, 10), content_id="c1",
-                affiliate_id="a1", platform="android", user_id="u1", watch_ms=1500, session_id=None,
-                placement="hero", country=None, app_version=None, schema_version=1,
-                source="file:///in/x.json", ingest_time=INGEST,
+                event_id="e1",
+                event_type="progress",
+                event_time=datetime(2026, 11, 1, 10),
+                content_id="c1",
+                affiliate_id="a1",
+                platform="android",
+                user_id="u1",
+                watch_ms=1500,
+                session_id=None,
+                placement="hero",
+                country=None,
+                app_version=None,
+                schema_version=1,
+                source="file:///in/x.json",
+                ingest_time=INGEST,
             )
         ],
         EVENT_SCHEMA,
@@ -128,5 +141,7 @@ def test_valid_events_are_typed_and_normalised(spark):
 def test_quarantine_keeps_raw_text_reasons_and_source(spark):
     bad = line(platform="fridge")
     rows = quarantined(parse_events(raw_frame(spark, bad, line()), timedelta(hours=1)))
-    expected = spark.createDataFrame([(bad, ["unknown_platform"], "file:///in/x.json", INGEST)], QUARANTINE_SCHEMA)
+    expected = spark.createDataFrame(
+        [(bad, ["unknown_platform"], "file:///in/x.json", INGEST)], QUARANTINE_SCHEMA
+    )
     assertDataFrameEqual(rows, expected)

@@ -23,8 +23,7 @@ EVENTS = T.StructType(
     ]
 )
 ENRICHED = T.StructType(
-    [*EVENTS.fields]
-    + [T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")]
+    [*EVENTS.fields] + [T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")]
 )
 AGGREGATES = T.StructType(
     [
@@ -38,7 +37,14 @@ AGGREGATES = T.StructType(
         T.StructField("content_type", T.StringType()),
         *[
             T.StructField(n, T.LongType(), False)
-            for n in ("impressions", "clicks", "play_starts", "completions", "watch_time_ms", "unique_viewers")
+            for n in (
+                "impressions",
+                "clicks",
+                "play_starts",
+                "completions",
+                "watch_time_ms",
+                "unique_viewers",
+            )
         ],
     ]
 )
@@ -103,9 +109,7 @@ def test_aggregate_counts_types_sums_watch_time_and_counts_viewers_per_window(sp
         ("7", "impression", t(5), "c1", "a1", "web", "u3", None),  # next window
         ("8", "impression", t(0), "c1", "a1", "ios", "u1", None),  # other platform
     ]
-    events = spark.createDataFrame(
-        [(*r, "T1", "news", "video") for r in rows], ENRICHED
-    )
+    events = spark.createDataFrame([(*r, "T1", "news", "video") for r in rows], ENRICHED)
     expected = spark.createDataFrame(
         [
             (t(0), t(5), "c1", "a1", "web", "T1", "news", "video", 2, 1, 1, 1, 12_500, 2),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from streaming.sources.kinesis.errors import KinesisSourceError
@@ -113,3 +114,14 @@ class KinesisOffset:
     @classmethod
     def from_json(cls, text: str, *, stream: str | None = None) -> KinesisOffset:
         return cls.from_dict(json.loads(text), stream=stream)
+
+
+def timestamp_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO-8601 timestamp (no zone means UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise KinesisSourceError(f"source.starting_timestamp {text!r} is not an ISO-8601 timestamp") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

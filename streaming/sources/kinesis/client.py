@@ -1,0 +1,143 @@
+"""The boto3 side of the Python Kinesis source: client, retries with backoff, per-shard pacing."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from streaming.sources.kinesis.errors import KinesisSourceError, KinesisThrottledError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Real Kinesis read limits per shard: 5 GetRecords calls and 2 MB per second (shared by all consumers
+# that poll the shard; enhanced fan-out consumers have their own 2 MB/s each).
+GET_RECORDS_PER_SECOND = 5
+READ_BYTES_PER_SECOND = 2 * 1000 * 1000
+MAX_RECORDS_PER_CALL = 10_000
+
+THROTTLING_ERRORS = frozenset(
+    {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"}
+)
+TRANSIENT_ERRORS = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable"})
+_CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def make_client(endpoint_url: str | None, region: str | None, max_pool_connections: int = 10) -> Any:
+    """A Kinesis client whose retries are ours (botocore's own retrying is switched off)."""
+    config = Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=30,
+        max_pool_connections=max_pool_connections,
+    )
+    return boto3.session.Session().client(
+        "kinesis", endpoint_url=endpoint_url, region_name=region, config=config
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt ``n`` waits ``U(0, min(max, base * 2**n))``."""
+
+    max_retries: int = 8
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        return draw() * min(self.max_delay, self.base_delay * (2**attempt))
+
+
+def call_with_retries(
+    operation: Callable[[], T],
+    *,
+    what: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    draw: Callable[[], float] = random.random,
+) -> T:
+    """Run ``operation``; on throttling or a transient failure retry with backoff, ``max_retries`` times.
+
+    Raises :class:`KinesisThrottledError` when throttling outlasts the retries, :class:`KinesisSourceError`
+    for a transient failure that does; any other error propagates unchanged.
+    """
+    attempt = 0
+    while True:
+        try:
+            return operation()
+        except ClientError as e:
+            code = error_code(e)
+            if code not in THROTTLING_ERRORS and code not in TRANSIENT_ERRORS:
+                raise
+            if attempt >= policy.max_retries:
+                if code in THROTTLING_ERRORS:
+                    raise KinesisThrottledError(
+                        f"{what}: still throttled by Kinesis ({code}) after {attempt} retries; "
+                        "another consumer may be reading the same shards, or raise source.max_retries"
+                    ) from e
+                raise KinesisSourceError(f"{what}: {code} after {attempt} retries") from e
+            reason = code
+        except _CONNECTION_ERRORS as e:
+            if attempt >= policy.max_retries:
+                raise KinesisSourceError(f"{what}: {e} after {attempt} retries") from e
+            reason = type(e).__name__
+        delay = policy.delay(attempt, draw)
+        logger.debug("%s: %s, retry %d in %.3f s", what, reason, attempt + 1, delay)
+        sleep(delay)
+        attempt += 1
+
+
+class ShardPacer:
+    """Keeps one consumer's GetRecords calls on a shard within 5 per second and 2 MB per second.
+
+    After a call that started at ``t`` and returned ``b`` bytes, the next call waits until
+    ``t + max(1/5 s, b / 2 MB/s)``: a 10 MB answer buys five quiet seconds, as Kinesis requires.
+    """
+
+    def __init__(
+        self,
+        min_interval: float = 1 / GET_RECORDS_PER_SECOND,
+        bytes_per_second: float = READ_BYTES_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._min_interval = min_interval
+        self._bytes_per_second = bytes_per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next_call = float("-inf")
+
+    def wait(self, deadline: float | None = None) -> bool:
+        """Sleep until the next call is allowed; ``False`` (without sleeping) if that is past ``deadline``."""
+        pause = self._next_call - self._clock()
+        if pause <= 0:
+            return True
+        if deadline is not None and self._next_call > deadline:
+            return False
+        self._sleep(pause)
+        return True
+
+    def spent(self, started: float, returned_bytes: int) -> None:
+        self._next_call = started + max(self._min_interval, returned_bytes / self._bytes_per_second)
+
+    def now(self) -> float:
+        return self._clock()

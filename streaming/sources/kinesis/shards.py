@@ -1,0 +1,520 @@
+"""Reading a Kinesis stream shard by shard: listing and lineage, bounded fetches, exact replays.
+
+:class:`StreamFetcher` is the engine of the Python source. ``fetch`` reads what is new after an offset
+(bounded by a record budget and a time budget) and returns the records with the offset they end at;
+``replay`` re-reads exactly the records between two offsets. Parents are read to their end before their
+children start (resharding), every GetRecords call is paced per shard, throttling is retried with
+backoff, and a gap in a shard (records expired before they were read) is a named error or, when allowed,
+a counted and logged loss - never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from botocore.exceptions import ClientError
+
+from streaming.sources.kinesis.client import (
+    MAX_RECORDS_PER_CALL,
+    RetryPolicy,
+    ShardPacer,
+    call_with_retries,
+    error_code,
+    make_client,
+)
+from streaming.sources.kinesis.errors import KinesisDataLossError, KinesisSourceError, StreamNotFoundError
+from streaming.sources.kinesis.offsets import (
+    AT_TIMESTAMP,
+    SHARD_END,
+    TRIM_HORIZON,
+    KinesisOffset,
+    after,
+    sequence_of,
+)
+from streaming.sources.kinesis.records import expand, row_count, to_record_batch
+
+logger = logging.getLogger(__name__)
+
+# A cached shard iterator is reused while younger than this (Kinesis expires them after 5 minutes).
+ITERATOR_TTL = 270.0
+# Kinesis keeps records at least 24 h: a position this source itself read from less than this long ago
+# cannot have lost records since, so its iterator is not re-verified.
+VERIFIED_TTL = 23 * 3600.0
+LIST_SHARDS_INTERVAL = 1.0
+MAX_READ_THREADS = 8
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """What the fetcher needs from ``SourceConfig``, as plain values."""
+
+    stream: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    starting_position: str = TRIM_HORIZON  # TRIM_HORIZON | LATEST | AT_TIMESTAMP
+    starting_timestamp_ms: int | None = None
+    max_records_per_trigger: int = 100_000
+    max_fetch_time: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fail_on_data_loss: bool = True
+    min_call_interval: float = 0.2
+    read_bytes_per_second: float = 2_000_000
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    shard_id: str
+    parents: tuple[str, ...] = ()
+
+
+def lineage_rounds(shard_ids: Iterable[str], parents: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Group shards into rounds so that every shard comes after the parents among ``shard_ids``."""
+    pending = sorted(set(shard_ids))
+    placed: set[str] = set()
+    rounds: list[list[str]] = []
+    while pending:
+        ready = [s for s in pending if all(p in placed or p not in pending for p in parents.get(s, ()))]
+        if not ready:  # a cycle cannot happen in Kinesis; do not loop forever if a listing says otherwise
+            ready = pending
+        rounds.append(ready)
+        placed.update(ready)
+        pending = [s for s in pending if s not in placed]
+    return rounds
+
+
+class Budget:
+    """Rows a fetch may still take, shared by the threads reading the shards of one round."""
+
+    def __init__(self, rows: int) -> None:
+        self._remaining = rows
+        self._active = 1
+        self._lock = threading.Lock()
+
+    def start_round(self, shards: int) -> None:
+        with self._lock:
+            self._active = max(1, shards)
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._remaining <= 0
+
+    def next_limit(self) -> int:
+        """A fair share of what is left for one GetRecords call."""
+        with self._lock:
+            return max(1, min(MAX_RECORDS_PER_CALL, math.ceil(self._remaining / self._active)))
+
+    def take(self, rows_per_record: Sequence[int]) -> int:
+        """Admit leading records while rows remain; returns how many. A KPL record is admitted whole."""
+        with self._lock:
+            kept = 0
+            for rows in rows_per_record:
+                if self._remaining <= 0:
+                    break
+                self._remaining -= rows
+                kept += 1
+            return kept
+
+
+@dataclass
+class _CachedIterator:
+    position: str
+    iterator: str
+    created: float
+
+
+@dataclass
+class _ShardState:
+    pacer: ShardPacer
+    cached: _CachedIterator | None = None
+    verified: tuple[str, float] | None = None  # (position, wall time) last read from without a gap
+
+
+@dataclass
+class ShardRead:
+    shard_id: str
+    position: str
+    batches: list[pa.RecordBatch]
+    rows: int = 0
+    calls: int = 0
+
+
+class StreamFetcher:
+    """Reads one stream for the Python source; holds per-shard pacing and iterators between fetches."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        client: Any = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._client = client
+        self._sleep = sleep
+        self._clock = clock
+        self._wall = wall
+        self._states: dict[str, _ShardState] = {}
+        self._listing: tuple[float, list[ShardInfo]] | None = None
+        self._lock = threading.Lock()
+        self.data_loss_events = 0
+
+    # ----------------------------------------------------------------------------------------- plumbing
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.settings.endpoint_url, self.settings.region, MAX_READ_THREADS + 2)
+        return self._client
+
+    def _call(self, operation: Callable[[], Any], what: str) -> Any:
+        return call_with_retries(operation, what=what, policy=self.settings.retry, sleep=self._sleep)
+
+    def _state(self, shard_id: str) -> _ShardState:
+        with self._lock:
+            state = self._states.get(shard_id)
+            if state is None:
+                pacer = ShardPacer(
+                    self.settings.min_call_interval,
+                    self.settings.read_bytes_per_second,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                )
+                state = self._states[shard_id] = _ShardState(pacer)
+            return state
+
+    def _where(self, shard_id: str) -> str:
+        return f"stream {self.settings.stream!r} shard {shard_id}"
+
+    def _data_loss(self, message: str) -> None:
+        if self.settings.fail_on_data_loss:
+            raise KinesisDataLossError(
+                f"{message}. Set source.fail_on_data_loss=false to log and count such gaps and go on."
+            )
+        with self._lock:
+            self.data_loss_events += 1
+            events = self.data_loss_events
+        logger.warning("kinesis data loss (event %d of this reader): %s", events, message)
+
+    def _require_stream(self) -> None:
+        stream = self.settings.stream
+        try:
+            self._call(
+                lambda: self.client.describe_stream_summary(StreamName=stream),
+                f"DescribeStreamSummary {stream!r}",
+            )
+        except ClientError as e:
+            if error_code(e) == "ResourceNotFoundException":
+                raise StreamNotFoundError(stream, e.response.get("Error", {}).get("Message", "")) from e
+            raise
+
+    def list_shards(self, *, fresh: bool = False) -> list[ShardInfo]:
+        """Every shard of the stream (open and closed ones still within retention), at most once a second."""
+        now = self._clock()
+        if not fresh and self._listing is not None and now - self._listing[0] < LIST_SHARDS_INTERVAL:
+            return self._listing[1]
+        stream = self.settings.stream
+        shards: list[ShardInfo] = []
+        token: str | None = None
+        while True:
+            kwargs = {"NextToken": token} if token else {"StreamName": stream}
+            try:
+                page = self._call(lambda kw=kwargs: self.client.list_shards(**kw), f"ListShards {stream!r}")
+            except ClientError as e:
+                if error_code(e) == "ResourceNotFoundException":
+                    raise StreamNotFoundError(stream, e.response.get("Error", {}).get("Message", "")) from e
+                raise
+            for shard in page.get("Shards", []):
+                parents = tuple(
+                    p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
+                )
+                shards.append(ShardInfo(shard["ShardId"], parents))
+            token = page.get("NextToken")
+            if not token:
+                break
+        self._listing = (now, shards)
+        return shards
+
+    # ---------------------------------------------------------------------------------------- offsets
+
+    def initial_offset(self) -> KinesisOffset:
+        """Every shard at the configured starting position; ``LATEST`` is pinned to the current time."""
+        shards = self.list_shards(fresh=True)
+        position = self.settings.starting_position
+        if position == TRIM_HORIZON:
+            return KinesisOffset(self.settings.stream, {s.shard_id: TRIM_HORIZON for s in shards})
+        if position == "LATEST":
+            timestamp_ms = int(self._wall() * 1000)
+        elif position == AT_TIMESTAMP and self.settings.starting_timestamp_ms is not None:
+            timestamp_ms = self.settings.starting_timestamp_ms
+        else:
+            raise KinesisSourceError(f"unsupported starting position {position!r}")
+        return KinesisOffset(self.settings.stream, {s.shard_id: AT_TIMESTAMP for s in shards}, timestamp_ms)
+
+    def fetch(self, start: KinesisOffset) -> tuple[list[pa.RecordBatch], KinesisOffset]:
+        """Records after ``start``: at most ``max_records_per_trigger`` rows, within ``max_fetch_time``."""
+        listing = self.list_shards()
+        parents = {s.shard_id: s.parents for s in listing}
+        positions = dict(start.shards)
+        for shard in listing:
+            positions.setdefault(shard.shard_id, TRIM_HORIZON)  # a child born after the query started
+        for shard_id, position in list(positions.items()):
+            if shard_id in parents:
+                continue
+            if position != SHARD_END:
+                self._data_loss(
+                    f"{self._where(shard_id)} no longer exists but was read only to {position}: "
+                    "its remaining records expired unread"
+                )
+            del positions[shard_id]  # gone from the stream and done with: forget it
+
+        def eligible(shard_id: str) -> bool:
+            return positions[shard_id] != SHARD_END and all(
+                positions.get(parent, SHARD_END) == SHARD_END for parent in parents.get(shard_id, ())
+            )
+
+        budget = Budget(self.settings.max_records_per_trigger)
+        deadline = self._clock() + self.settings.max_fetch_time
+        batches: list[pa.RecordBatch] = []
+        visited: set[str] = set()
+        rows = 0
+        while not budget.exhausted and self._clock() < deadline:
+            todo = [s for s in sorted(positions) if s not in visited and eligible(s)]
+            if not todo:
+                break
+            budget.start_round(len(todo))
+            reads = self._map(
+                lambda s: self._read_shard(s, positions[s], start.start_timestamp_ms, budget, deadline), todo
+            )
+            for read in reads:
+                positions[read.shard_id] = read.position
+                batches.extend(read.batches)
+                rows += read.rows
+            visited.update(todo)
+            if not any(read.position == SHARD_END for read in reads):
+                break  # no shard ended, so no child became readable
+        if budget.exhausted:
+            logger.info(
+                "kinesis %s: reached max_records_per_trigger (%d rows); more records may be waiting",
+                self.settings.stream,
+                self.settings.max_records_per_trigger,
+            )
+        logger.debug("kinesis %s: fetched %d rows", self.settings.stream, rows)
+        return batches, start.with_shards(positions)
+
+    def replay(self, start: KinesisOffset, end: KinesisOffset) -> Iterator[pa.RecordBatch]:
+        """Exactly the records of the batch ``(start, end]``, parents before children."""
+        work = {
+            shard_id: (start.shards.get(shard_id, TRIM_HORIZON), until)
+            for shard_id, until in end.shards.items()
+            if start.shards.get(shard_id, TRIM_HORIZON) != until and until not in (TRIM_HORIZON, AT_TIMESTAMP)
+        }
+        if not work:
+            return iter(())
+        parents = {s.shard_id: s.parents for s in self.list_shards()}
+        batches: list[pa.RecordBatch] = []
+        for round_ in lineage_rounds(work, parents):
+            reads = self._map(
+                lambda s: self._read_shard(s, work[s][0], start.start_timestamp_ms, until=work[s][1]), round_
+            )
+            for read in reads:
+                batches.extend(read.batches)
+        return iter(batches)
+
+    def _map(self, function: Callable[[str], ShardRead], shard_ids: list[str]) -> list[ShardRead]:
+        if len(shard_ids) == 1:
+            return [function(shard_ids[0])]
+        with ThreadPoolExecutor(max_workers=min(MAX_READ_THREADS, len(shard_ids))) as pool:
+            return list(pool.map(function, shard_ids))
+
+    # ---------------------------------------------------------------------------------- one shard
+
+    def _iterator(
+        self, shard_id: str, position: str, start_timestamp_ms: int | None, verify: bool
+    ) -> tuple[str | None, str | None]:
+        """A fresh shard iterator for ``position`` and the sequence number its first record must have.
+
+        Resuming after sequence number ``S`` with ``verify`` asks for an iterator *at* ``S``: if the first
+        record returned is not ``S``, records after the checkpoint may have expired unread.
+        """
+        stream = self.settings.stream
+        kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard_id}
+        expected: str | None = None
+        sequence = sequence_of(position)
+        if position == TRIM_HORIZON:
+            kwargs["ShardIteratorType"] = TRIM_HORIZON
+        elif position == AT_TIMESTAMP:
+            kwargs["ShardIteratorType"] = AT_TIMESTAMP
+            kwargs["Timestamp"] = datetime.fromtimestamp((start_timestamp_ms or 0) / 1000, UTC)
+        elif sequence is not None:
+            kwargs["StartingSequenceNumber"] = sequence
+            kwargs["ShardIteratorType"] = "AT_SEQUENCE_NUMBER" if verify else "AFTER_SEQUENCE_NUMBER"
+            expected = sequence if verify else None
+        else:
+            raise KinesisSourceError(f"{self._where(shard_id)}: cannot start an iterator at {position}")
+        try:
+            answer = self._call(
+                lambda: self.client.get_shard_iterator(**kwargs), f"GetShardIterator {self._where(shard_id)}"
+            )
+        except ClientError as e:
+            code = error_code(e)
+            if code == "ResourceNotFoundException":
+                self._require_stream()
+                self._data_loss(f"{self._where(shard_id)} no longer exists; read only to {position}")
+                return None, None
+            if code == "InvalidArgumentException" and sequence is not None:
+                raise KinesisSourceError(
+                    f"{self._where(shard_id)}: the checkpointed sequence number {sequence} is not valid "
+                    f"for this shard (was the stream deleted and re-created?): {e}"
+                ) from e
+            raise
+        return answer.get("ShardIterator"), expected
+
+    def _read_shard(
+        self,
+        shard_id: str,
+        position: str,
+        start_timestamp_ms: int | None,
+        budget: Budget | None = None,
+        deadline: float | None = None,
+        until: str | None = None,
+    ) -> ShardRead:
+        """Read one shard from ``position``.
+
+        Fetch mode (``until`` is None): until the shard is caught up or ended, ``budget`` runs out or
+        ``deadline`` passes. Replay mode: until the end position ``until`` (a sequence number, included,
+        or ``SHARD_END``) - anything short of it is a gap.
+        """
+        state = self._state(shard_id)
+        read = ShardRead(shard_id, position, [])
+        until_sequence = sequence_of(until) if until else None
+        until_number = int(until_sequence) if until_sequence is not None else None
+        replay = until is not None
+
+        def fresh_iterator(at: str) -> tuple[str | None, str | None]:
+            trusted = (
+                not replay
+                and state.verified is not None
+                and state.verified[0] == at
+                and self._wall() - state.verified[1] < VERIFIED_TTL
+            )
+            return self._iterator(shard_id, at, start_timestamp_ms, verify=not trusted)
+
+        cached = state.cached
+        state.cached = None
+        if (
+            not replay
+            and cached is not None
+            and cached.position == position
+            and self._wall() - cached.created < ITERATOR_TTL
+        ):
+            iterator, expected = cached.iterator, None
+        else:
+            iterator, expected = fresh_iterator(position)
+        if iterator is None:  # the shard is gone (and that loss is allowed): it is done
+            read.position = SHARD_END
+            return read
+
+        reusable = True
+        while True:
+            if budget is not None and budget.exhausted:
+                break
+            if not state.pacer.wait(deadline):
+                break
+            limit = budget.next_limit() if budget is not None else MAX_RECORDS_PER_CALL
+            started = state.pacer.now()
+            try:
+                answer = self._call(
+                    lambda it=iterator, n=limit: self.client.get_records(ShardIterator=it, Limit=n),
+                    f"GetRecords {self._where(shard_id)}",
+                )
+            except ClientError as e:
+                if error_code(e) != "ExpiredIteratorException":
+                    raise
+                iterator, again = fresh_iterator(read.position)
+                expected = expected or again
+                if iterator is None:
+                    read.position = SHARD_END
+                    return read
+                continue
+            read.calls += 1
+            records = answer.get("Records", [])
+            state.pacer.spent(started, sum(len(r["Data"]) for r in records))
+            next_iterator = answer.get("NextShardIterator")
+            caught_up = answer.get("MillisBehindLatest", 0) == 0 and len(records) < limit
+
+            if expected is not None:
+                if records:
+                    if records[0]["SequenceNumber"] == expected:
+                        records = records[1:]
+                    else:
+                        self._data_loss(
+                            f"{self._where(shard_id)}: the checkpointed record {expected} has expired and "
+                            f"the oldest record left is {records[0]['SequenceNumber']}; records between them "
+                            "may have expired unread"
+                        )
+                    expected = None
+                elif next_iterator is None or caught_up:
+                    self._data_loss(
+                        f"{self._where(shard_id)}: the checkpointed record {expected} has expired; "
+                        "records after it may have expired unread"
+                    )
+                    expected = None
+
+            reached = False
+            if until_number is not None:
+                for index, record in enumerate(records):
+                    number = int(record["SequenceNumber"])
+                    if number >= until_number:
+                        reached = True
+                        if number > until_number:
+                            self._data_loss(
+                                f"{self._where(shard_id)}: the batch's last record {until_sequence} has "
+                                f"expired (found {record['SequenceNumber']} after it) while replaying"
+                            )
+                            records = records[:index]
+                        else:
+                            records = records[: index + 1]
+                        break
+
+            expanded = expand(records)
+            kept = len(records) if budget is None else budget.take([row_count(u) for u in expanded])
+            if kept:
+                read.batches.append(to_record_batch(self.settings.stream, records[:kept], expanded[:kept]))
+                read.rows += sum(row_count(u) for u in expanded[:kept])
+                read.position = after(records[kept - 1]["SequenceNumber"])
+            if kept < len(records) or reached:
+                reusable = False  # the iterator is past records this read did not take
+                break
+            if next_iterator is None:
+                read.position = SHARD_END
+                reusable = False
+                break
+            iterator = next_iterator
+            if caught_up:
+                if replay and until != SHARD_END:
+                    self._data_loss(
+                        f"{self._where(shard_id)}: the batch's last record {until_sequence} is no longer in "
+                        "the shard while replaying"
+                    )
+                if not replay or until != SHARD_END:
+                    break
+            elif not replay and deadline is not None and self._clock() >= deadline:
+                break
+
+        if reusable and not replay and expected is None:
+            state.cached = _CachedIterator(read.position, iterator, self._wall())
+        if read.position != SHARD_END:
+            state.verified = (read.position, self._wall())
+        return read

@@ -1,0 +1,200 @@
+"""Replays, late events and dimension refresh on the real queries and sinks."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from pyspark.sql import types as T
+
+from streaming.query import BatchWriter, engagement_sinks, stamp
+from streaming.run import run_pipeline
+from tests.pipeline import pipeline_config, warehouse_rows
+
+DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
+AGGREGATE_SCHEMA = T.StructType(
+    [
+        T.StructField("window_start", T.TimestampType()),
+        T.StructField("window_end", T.TimestampType()),
+        *(T.StructField(n, T.StringType()) for n in ("content_id", "affiliate_id", "platform")),
+        *(T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")),
+        *(
+            T.StructField(n, T.LongType())
+            for n in (
+                "impressions",
+                "clicks",
+                "play_starts",
+                "completions",
+                "watch_time_ms",
+                "unique_viewers",
+            )
+        ),
+        T.StructField("ctr", T.DoubleType()),
+        T.StructField("completion_rate", T.DoubleType()),
+    ]
+)
+
+
+def event(event_id: str, minute: int, event_type: str = "impression", content: str = "c1") -> str:
+    moment = datetime(2026, 11, 1, 10, 0, tzinfo=UTC) + timedelta(minutes=minute)
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "event_time": moment.isoformat().replace("+00:00", "Z"),
+            "content_id": content,
+            "affiliate_id": "a1",
+            "platform": "web",
+            "user_id": f"u-{event_id}",
+        }
+    )
+
+
+def write_batch_file(folder: Path, index: int, lines: list[str]) -> None:
+    path = folder / f"part-{index:03d}.json"
+    path.write_text("\n".join(lines) + "\n")
+    stamp_ns = 1_800_000_000_000_000_000 + index * 1_000_000_000
+    os.utime(path, ns=(stamp_ns, stamp_ns))
+
+
+def write_dimension(root: Path, title: str) -> None:
+    (root / "dimensions").mkdir(exist_ok=True)
+    (root / "dimensions" / "content.csv").write_text(DIM_HEADER + f"c1,{title},news,video,60,pub,\n")
+
+
+def ledger(cfg) -> list[tuple]:
+    path = cfg.warehouse.url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as conn:
+        return conn.execute(f"SELECT query_name, batch_id FROM {cfg.warehouse.ledger_table}").fetchall()
+
+
+def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
+    write_dimension(tmp_path, "T")
+    cfg = pipeline_config(tmp_path)
+    start = datetime(2026, 11, 1, 10, 0)
+    batch = spark.createDataFrame(
+        [
+            (
+                start,
+                start + timedelta(minutes=5),
+                "c1",
+                "a1",
+                "web",
+                "T",
+                "news",
+                "video",
+                10,
+                2,
+                1,
+                0,
+                0,
+                7,
+                0.2,
+                0.0,
+            ),
+            (
+                start,
+                start + timedelta(minutes=5),
+                "c2",
+                "a1",
+                "ios",
+                None,
+                None,
+                None,
+                4,
+                0,
+                0,
+                0,
+                0,
+                3,
+                0.0,
+                None,
+            ),
+        ],
+        AGGREGATE_SCHEMA,
+    )
+    writer = BatchWriter(tuple(engagement_sinks(cfg)), prepare=stamp)
+    writer(batch, 7)
+    first_rows = warehouse_rows(cfg)
+    first_lake = spark.read.parquet(f"{cfg.lake.path}/engagement").count()
+    writer(batch, 7)
+    assert {k: v["impressions"] for k, v in warehouse_rows(cfg).items()} == {
+        k: v["impressions"] for k, v in first_rows.items()
+    }
+    assert spark.read.parquet(f"{cfg.lake.path}/engagement").count() == first_lake == 2
+    assert ledger(cfg) == [("engagement", 7)]
+
+
+def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
+    write_dimension(tmp_path, "T")
+    cfg = pipeline_config(tmp_path)
+    start = datetime(2026, 11, 1, 10, 0)
+    row = (
+        start,
+        start + timedelta(minutes=5),
+        "c1",
+        "a1",
+        "web",
+        "T",
+        "news",
+        "video",
+        10,
+        2,
+        1,
+        0,
+        0,
+        7,
+        0.2,
+        0.0,
+    )
+    lake_sink = engagement_sinks(cfg)[0]
+    lake_sink.write(stamp(spark.createDataFrame([row], AGGREGATE_SCHEMA), 3), 3)
+    replayed = (*row[:8], 11, *row[9:])
+    lake_sink.write(stamp(spark.createDataFrame([replayed], AGGREGATE_SCHEMA), 3), 3)
+    assert [r.impressions for r in spark.read.parquet(f"{cfg.lake.path}/engagement").collect()] == [11]
+
+
+def test_late_events_never_change_closed_windows_and_are_counted(spark, tmp_path):
+    write_dimension(tmp_path, "T")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    # Batch 0 moves the watermark to 10:20 - 10 min = 10:10; batch 1 closes (evicts) the 10:00 window.
+    write_batch_file(incoming, 0, [event("e1", 1), event("e2", 2), event("e3", 20)])
+    write_batch_file(incoming, 1, [event("e4", 21)])
+    # Batch 2 brings a late event for the closed 10:00 window.
+    write_batch_file(incoming, 2, [event("late", 3)])
+    cfg = pipeline_config(tmp_path, "source.max_files_per_trigger=1")
+    reporter = run_pipeline(spark, cfg, available_now=True)
+    rows = warehouse_rows(cfg)
+    ten = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    assert rows[(ten, "c1", "a1", "web")]["impressions"] == 2
+    assert rows[(ten + timedelta(minutes=20), "c1", "a1", "web")]["impressions"] == 2
+    assert reporter.totals["engagement"]["late"] == 1
+    logged = {r.event_id for r in spark.read.parquet(f"{cfg.lake.path}/events").collect()}
+    assert logged == {"e1", "e2", "e3", "late", "e4"}, "late events still land in the event log"
+
+
+def test_a_changed_dimension_is_picked_up_without_a_restart(spark, tmp_path):
+    write_dimension(tmp_path, "Old title")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    write_batch_file(incoming, 0, [event("e1", 1)])
+    cfg = pipeline_config(tmp_path, "dimensions.refresh_interval=1 ms")
+    stop = threading.Event()
+
+    def change_dimension_midway(queries):
+        for query in queries:
+            query.processAllAvailable()
+        write_dimension(tmp_path, "New title")
+        write_batch_file(incoming, 1, [event("e2", 30)])
+        for query in queries:
+            query.processAllAvailable()
+        stop.set()
+
+    run_pipeline(spark, cfg, stop=stop, on_started=change_dimension_midway)
+    titles = {k[0].minute: v["title"] for k, v in warehouse_rows(cfg).items()}
+    assert titles == {0: "Old title", 30: "New title"}
