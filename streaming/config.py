@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from bootstrap.settings import EmrConfig
+
 ENV_PREFIX = "MEDIAPULSE__"
 ENV_DELIMITER = "__"
 
@@ -196,8 +198,7 @@ class AppConfig(_Section):
     trigger: TriggerConfig = TriggerConfig()
     run: RunConfig = RunConfig()
     spark: SparkConfig = SparkConfig()
-    # Deployment sections are plain mappings here and validated by their own models where used.
-    emr: dict[str, Any] | None = None
+    emr: EmrConfig | None = None
 
     @property
     def staging_path(self) -> str:

@@ -35,12 +35,12 @@ def _json_type(field: str) -> Column:
 
     Absent fields and JSON ``null`` both give SQL NULL.
     """
-    value = F.variant_get(F.col("_v"), f"$.{field}", "variant")
+    value = F.col(f"_f_{field}")
     return F.when(~F.is_variant_null(value), F.schema_of_variant(value))
 
 
 def _string(field: str) -> Column:
-    return F.try_variant_get(F.col("_v"), f"$.{field}", "string")
+    return F.try_variant_get(F.col(f"_f_{field}"), "$", "string")
 
 
 def _reason(condition: Column, code: str) -> Column:
@@ -59,8 +59,8 @@ def _id_reasons(name: str) -> list[Column]:
 def _parse_event_time() -> tuple[Column, Column]:
     """(timestamp or null, is the encoding acceptable) from the raw event_time field."""
     kind = F.col("_t_event_time")
-    text = _string("event_time")
-    millis = F.try_variant_get(F.col("_v"), "$.event_time", "bigint")
+    text = F.col("_event_time_text")
+    millis = F.col("_event_time_millis")
     # Spark timestamps hold microseconds: drop fraction digits beyond six before parsing.
     truncated = F.regexp_replace(text, r"(\.\d{6})\d+", "$1")
     from_text = F.when(text.rlike(RFC3339), F.try_to_timestamp(truncated, F.lit(_TIMESTAMP_FORMAT)))
@@ -82,16 +82,26 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
     records = raw.filter(F.length(F.trim(F.col("value"))) > 0).withColumn(
         "_v", F.when(single, F.variant_get(wrapped, "$[0]", "variant"))
     )
-    typed = records.select(
+    # Each field's variant is extracted once; the typed columns below read only these.
+    fields = records.select(
         F.col("value").alias("raw"),
+        "source",
+        "ingest_time",
+        "_v",
+        *[F.variant_get(F.col("_v"), f"$.{f.name}", "variant").alias(f"_f_{f.name}") for f in EVENT_FIELDS],
+    )
+    typed = fields.select(
+        "raw",
         "source",
         "ingest_time",
         "_v",
         F.schema_of_variant("_v").alias("_top"),
         *[_json_type(f.name).alias(f"_t_{f.name}") for f in EVENT_FIELDS],
         *[_string(f.name).alias(f.name) for f in EVENT_FIELDS if f.kind in ("id", "enum", "string")],
-        F.try_variant_get(F.col("_v"), "$.watch_ms", "bigint").alias("_watch_ms"),
-        F.try_variant_get(F.col("_v"), "$.schema_version", "bigint").alias("_schema_version"),
+        _string("event_time").alias("_event_time_text"),
+        F.try_variant_get(F.col("_f_event_time"), "$", "bigint").alias("_event_time_millis"),
+        F.try_variant_get(F.col("_f_watch_ms"), "$", "bigint").alias("_watch_ms"),
+        F.try_variant_get(F.col("_f_schema_version"), "$", "bigint").alias("_schema_version"),
     )
 
     event_time, event_time_ok = _parse_event_time()

@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sinks.warehouse import sql
@@ -134,13 +135,16 @@ def diff_columns(
         if have.type != column.type:
             problems.append(f"{table}: column {column.name} is {have.type}, expected {column.type}")
         if column.encoding is not None and have.encoding != column.encoding:
-            problems.append(f"{table}: column {column.name} is encoded {have.encoding}, expected {column.encoding}")
+            problems.append(
+                f"{table}: column {column.name} is encoded {have.encoding}, expected {column.encoding}"
+            )
         if column.encoding is not None and have.distkey != column.distkey:
             state = "is" if have.distkey else "is not"
             problems.append(f"{table}: column {column.name} {state} the distribution key")
         if column.encoding is not None and have.sortkey != column.sortkey:
             problems.append(
-                f"{table}: column {column.name} has sort key position {have.sortkey}, expected {column.sortkey}"
+                f"{table}: column {column.name} has sort key position {have.sortkey}, "
+                f"expected {column.sortkey}"
             )
     for column in actual:
         if column.name not in wanted:
@@ -172,8 +176,11 @@ def _check_postgres(wh: PostgresWarehouse) -> list[str]:
 
 
 def redshift_table_problems(
-    table: str, expected: Sequence[ColumnDef], table_def: Sequence[tuple[Any, ...]],
-    table_info: Sequence[tuple[Any, ...]], distkey: str | None,
+    table: str,
+    expected: Sequence[ColumnDef],
+    table_def: Sequence[tuple[Any, ...]],
+    table_info: Sequence[tuple[Any, ...]],
+    distkey: str | None,
 ) -> list[str]:
     """Compare ``pg_table_def`` rows (column, type, encoding, distkey, sortkey) and the
     ``svv_table_info`` row (diststyle, sortkey1, sortkey_num; absent while the table is empty)."""
@@ -223,9 +230,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", help="YAML config file (default: config/local.yaml)")
+        sub.add_argument("--config", type=Path, help="YAML config (default: config/local.yaml)")
         sub.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value"
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key (repeatable)",
         )
         return sub
 
@@ -243,7 +255,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Warehouse]:
     from sinks.warehouse import open_warehouse
     from streaming.config import load_config
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, args.overrides)
     return cfg, open_warehouse(cfg.warehouse)
 
 

@@ -28,7 +28,9 @@ def _local_path(uri: str) -> str:
 
 
 class DuckDBWarehouse(Warehouse):
-    def __init__(self, path: str, table: str = "content_engagement", ledger_table: str = "mediapulse_batches"):
+    def __init__(
+        self, path: str, table: str = "content_engagement", ledger_table: str = "mediapulse_batches"
+    ):
         self.table = validate_identifier(table, "warehouse.table")
         self.ledger_table = validate_identifier(ledger_table, "warehouse.ledger_table")
         self.path = path
@@ -47,7 +49,9 @@ class DuckDBWarehouse(Warehouse):
         rest = cfg.url.removeprefix("duckdb://")
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
-            raise WarehouseError(f"warehouse.url {cfg.url!r} names no DuckDB file (duckdb:///path/file.duckdb)")
+            raise WarehouseError(
+                f"warehouse.url {cfg.url!r} names no DuckDB file (duckdb:///path/file.duckdb)"
+            )
         return cls(path, cfg.table, cfg.ledger_table)
 
     def init(self) -> None:
@@ -96,9 +100,7 @@ class DuckDBWarehouse(Warehouse):
 
     @staticmethod
     def _source(files: list[str]) -> str:
-        casts = ", ".join(
-            f"CAST({name} AS {_TYPES[kind]}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS
-        )
+        casts = ", ".join(f"CAST({name} AS {_TYPES[kind]}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS)
         if not files:
             empty = ", ".join(f"CAST(NULL AS {_TYPES[kind]}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS)
             return f"(SELECT {empty} WHERE false)"

@@ -11,7 +11,8 @@ errors are worth another attempt. One load is one ``SERIALIZABLE`` transaction:
 1. (PostgreSQL) take a transaction-level advisory lock keyed by ``(query, batch_id)``;
 2. skip if the ledger holds ``(query, batch_id)``;
 3. fill a temporary staging table (here ``COPY … FROM STDIN`` streamed from the Parquet files);
-4. keep the newest row per key, MERGE into the target, insert the ledger row, COMMIT.
+4. if a key occurs twice, keep its newest row (MERGE takes one source row per target row); MERGE into the
+   target; insert the ledger row; COMMIT.
 
 Serialization failures and dropped connections are retried with capped exponential backoff, up to
 ``max_attempts`` in all (reconnecting when the connection is gone); then :class:`WarehouseError`.
@@ -32,6 +33,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from psycopg import errors as pg_errors
+
 from sinks.warehouse import sql
 from sinks.warehouse.base import (
     COLUMN_NAMES,
@@ -43,9 +51,6 @@ from sinks.warehouse.base import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-
     from streaming.config import WarehouseConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +73,6 @@ def _s3_endpoint(environ: Mapping[str, str]) -> str | None:
 
 def s3_filesystem(environ: Mapping[str, str] | None = None) -> pafs.S3FileSystem:
     """pyarrow's S3 client with the default AWS credential chain; honours ``AWS_ENDPOINT_URL[_S3]``."""
-    import pyarrow.fs as pafs
 
     env = os.environ if environ is None else environ
     options: dict[str, Any] = {}
@@ -91,8 +95,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _open_parquet(uri: str, s3: pafs.FileSystem | None) -> Any:
-    import pyarrow.parquet as pq
+def _open_parquet(uri: str, s3: pafs.FileSystem | None) -> pq.ParquetFile:
 
     parsed = urlparse(uri)
     if parsed.scheme in ("s3", "s3a", "s3n"):
@@ -108,7 +111,6 @@ def _open_parquet(uri: str, s3: pafs.FileSystem | None) -> Any:
 
 def to_warehouse_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Timestamps as naive UTC (the warehouse columns are TIMESTAMP without time zone)."""
-    import pyarrow as pa
 
     columns = []
     for column in batch.columns:
@@ -125,7 +127,6 @@ def iter_record_batches(
     batch_rows: int = _ARROW_BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the staged Parquet files as Arrow record batches holding ``columns`` in that order."""
-    import pyarrow as pa
 
     for uri in files:
         try:
@@ -144,7 +145,6 @@ def iter_csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
 
     NULL is an unquoted empty field and every string is quoted, so an empty string stays an empty string.
     """
-    import pyarrow.csv as pacsv
 
     options = pacsv.WriteOptions(include_header=False)
     for batch in batches:
@@ -237,15 +237,19 @@ class SqlWarehouse(Warehouse):
     # --- connection and retries ----------------------------------------------------------------
 
     def _cursor(self) -> Any:
-        if self._conn is None:
-            conn = self._connect()
-            conn.autocommit = True
+        if self._conn is not None:
+            return self._conn.cursor()
+        conn = self._connect()
+        try:
+            conn.autocommit = True  # transactions are explicit: BEGIN ISOLATION LEVEL SERIALIZABLE … COMMIT
             cur = conn.cursor()
-            cur.execute(f"SET search_path TO {self.tables.schema}, public")
-            cur.execute("SET timezone TO 'UTC'")
-            self._conn = conn
-            return cur
-        return self._conn.cursor()
+            for statement in sql.session_sql(self.tables.schema):
+                cur.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return cur
 
     def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -257,7 +261,7 @@ class SqlWarehouse(Warehouse):
 
     def _rollback(self, cur: Any) -> None:
         try:
-            cur.execute("ROLLBACK")
+            cur.execute(sql.ROLLBACK_SQL)
         except Exception as e:  # a dropped connection rolls back by itself
             log.debug("rollback failed (connection lost?): %s", e)
 
@@ -284,19 +288,24 @@ class SqlWarehouse(Warehouse):
                 delay = policy.delay(attempt)
                 log.warning(
                     "%s: %s (%s), attempt %d of %d; retrying in %.2f s",
-                    what, reason, _one_line(e), attempt, policy.max_attempts, delay,
+                    what,
+                    reason,
+                    _one_line(e),
+                    attempt,
+                    policy.max_attempts,
+                    delay,
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _transaction(self, cur: Any, body: Callable[[Any], T]) -> T:
-        cur.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        cur.execute(sql.BEGIN_SQL)
         try:
             result = body(cur)
         except BaseException:
             self._rollback(cur)
             raise
-        cur.execute("COMMIT")
+        cur.execute(sql.COMMIT_SQL)
         return result
 
     # --- the Warehouse interface ---------------------------------------------------------------
@@ -323,8 +332,12 @@ class SqlWarehouse(Warehouse):
             self._stage(cur, batch, prepared)
             cur.execute(sql.stage_count_sql())
             rows = int(cur.fetchone()[0])
-            cur.execute(sql.dedup_stage_sql())
-            cur.execute(sql.merge_sql(self.table))
+            cur.execute(sql.duplicate_keys_sql())
+            source = sql.STAGE_TABLE
+            if int(cur.fetchone()[0]):  # MERGE takes at most one source row per target row
+                cur.execute(sql.dedup_stage_sql())
+                source = sql.STAGE_DEDUP_TABLE
+            cur.execute(sql.merge_sql(self.table, source))
             committed_at = datetime.now(UTC).replace(tzinfo=None)
             cur.execute(
                 sql.ledger_insert_sql(self.ledger_table), (batch.query, batch.batch_id, rows, committed_at)
@@ -353,22 +366,24 @@ class SqlWarehouse(Warehouse):
         return self._run(f"ledger read of {query}", read)
 
     def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        statement = sql.top_sql(self.table, by)
+        statement = sql.top_sql(self.table, by, limit)
 
         def read(cur: Any) -> list[TopRow]:
-            cur.execute(statement, (int(limit),))
+            cur.execute(statement)
             return [_top_row(row) for row in cur.fetchall()]
 
         return self._run(f"top content by {by}", read)
 
-    def fetch(self, statement: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    def fetch(
+        self, statement: str, params: tuple[Any, ...] | None = None, what: str = "read"
+    ) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement (with the same retries as a load)."""
 
         def read(cur: Any) -> list[tuple[Any, ...]]:
             cur.execute(statement, params)
             return [tuple(row) for row in cur.fetchall()]
 
-        return self._run("catalog read", read)
+        return self._run(what, read)
 
     def replace_content_dim(self, table: pa.Table) -> int:
         """Replace every row of the content dimension with ``table``, in one transaction."""
@@ -441,7 +456,9 @@ def parse_postgres_url(url: str) -> PostgresSettings:
         raise WarehouseError(f"unknown warehouse URL parameter(s): {', '.join(unknown)}")
     database = unquote(parsed.path.lstrip("/"))
     if not parsed.hostname or not database or not parsed.username:
-        raise WarehouseError(f"warehouse.url {url!r} needs user, host and database: postgresql://user@host:5432/db")
+        raise WarehouseError(
+            f"warehouse.url {url!r} needs user, host and database: postgresql://user@host:5432/db"
+        )
     try:
         port = parsed.port or 5432
         timeout = int(params.get("connect_timeout", 10))
@@ -486,16 +503,12 @@ class PostgresWarehouse(SqlWarehouse):
         self._s3 = s3
 
     @classmethod
-    def from_config(
-        cls, cfg: WarehouseConfig, environ: Mapping[str, str] | None = None
-    ) -> PostgresWarehouse:
+    def from_config(cls, cfg: WarehouseConfig, environ: Mapping[str, str] | None = None) -> PostgresWarehouse:
         return cls(
             parse_postgres_url(cfg.url), cfg.table, cfg.ledger_table, password=password_from_env(environ)
         )
 
     def _connect(self) -> Any:
-        import psycopg
-
         s = self.settings
         options: dict[str, Any] = {
             "host": s.host,
@@ -513,11 +526,15 @@ class PostgresWarehouse(SqlWarehouse):
         return psycopg.connect(**options)
 
     def _retry_reason(self, error: BaseException) -> str | None:
-        import psycopg
-        from psycopg import errors
-
-        if isinstance(error, errors.SerializationFailure | errors.DeadlockDetected):
+        if isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
             return "serialization"
+        text = str(error).lower()
+        if "authentication failed" in text or "no password supplied" in text:
+            return None  # another try will not log in either
+        if isinstance(error, psycopg.Error):
+            state = error.sqlstate or ""
+            if state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+                return "disconnect"
         if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
             conn = self._conn
             if conn is None or conn.closed or conn.broken:
@@ -528,9 +545,9 @@ class PostgresWarehouse(SqlWarehouse):
         # Taken before any read; if another session holds it, wait for it to finish, then start over in
         # a new transaction whose snapshot sees that session's ledger row.
         key = advisory_key(batch.query, batch.batch_id)
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,))
+        cur.execute(sql.TRY_ADVISORY_LOCK_SQL, (key,))
         if not cur.fetchone()[0]:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            cur.execute(sql.ADVISORY_LOCK_SQL, (key,))
             raise _Contended
 
     def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
@@ -549,11 +566,6 @@ class PostgresWarehouse(SqlWarehouse):
 
 def copy_into(cur: Any, table: str, columns: tuple[str, ...], batches: Iterable[pa.RecordBatch]) -> None:
     """``COPY table (columns) FROM STDIN (FORMAT csv)`` fed from Arrow record batches (psycopg cursor)."""
-    from psycopg import sql as psql
-
-    statement = psql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        psql.SQL(validate_identifier(table)), psql.SQL(", ".join(validate_identifier(c) for c in columns))
-    )
-    with cur.copy(statement) as copy:
+    with cur.copy(sql.copy_from_stdin_sql(table, columns)) as copy:
         for chunk in iter_csv_chunks(batches):
             copy.write(chunk)

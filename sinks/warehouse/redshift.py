@@ -20,7 +20,7 @@ A load (same protocol as :mod:`sinks.warehouse.postgres`, in one SERIALIZABLE tr
 2. write ``_mediapulse.manifest`` next to the staged Parquet files on S3 (once for all attempts),
    listing each file with ``mandatory: true`` and ``meta.content_length`` (S3 HeadObject);
 3. ``COPY stage FROM 's3://…/_mediapulse.manifest' IAM_ROLE … FORMAT AS PARQUET MANIFEST``;
-4. keep the newest row per key, MERGE, insert the ledger row, COMMIT;
+4. keep the newest row per key if a key occurs twice, MERGE, insert the ledger row, COMMIT;
 5. after the commit (or a ledger skip): delete the batch's staging objects.
 
 When COPY fails, the rows of ``SYS_LOAD_ERROR_DETAIL`` (else ``STL_LOAD_ERRORS``) for this session go
@@ -46,8 +46,8 @@ from sinks.warehouse.base import StagedBatch, WarehouseError, validate_identifie
 from sinks.warehouse.postgres import (
     RetryPolicy,
     SqlWarehouse,
-    to_warehouse_types,
     split_s3_url,
+    to_warehouse_types,
 )
 
 if TYPE_CHECKING:
@@ -117,8 +117,19 @@ class RedshiftSettings:
 
 
 _URL_PARAMS = {
-    "schema", "iam_role", "workgroup", "cluster_identifier", "db_user", "secret_arn", "region", "profile",
-    "sslmode", "timeout", "max_attempts", "retry_base_ms", "retry_max_ms",
+    "schema",
+    "iam_role",
+    "workgroup",
+    "cluster_identifier",
+    "db_user",
+    "secret_arn",
+    "region",
+    "profile",
+    "sslmode",
+    "timeout",
+    "max_attempts",
+    "retry_base_ms",
+    "retry_max_ms",
 }
 
 
@@ -128,7 +139,9 @@ def parse_redshift_url(url: str) -> RedshiftSettings:
     if parsed.scheme != "redshift":
         raise WarehouseError(f"not a redshift:// URL: {url!r}")
     if parsed.password is not None:
-        raise WarehouseError("warehouse.url must not carry a password: use IAM, secret_arn or the environment")
+        raise WarehouseError(
+            "warehouse.url must not carry a password: use IAM, secret_arn or the environment"
+        )
     params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     unknown = sorted(set(params) - _URL_PARAMS)
     if unknown:
@@ -137,9 +150,13 @@ def parse_redshift_url(url: str) -> RedshiftSettings:
     if not parsed.hostname or not database:
         raise WarehouseError(f"warehouse.url {url!r} needs host and database: redshift://host:5439/db")
     if params.get("workgroup") and params.get("cluster_identifier"):
-        raise WarehouseError("warehouse.url: give either workgroup (serverless) or cluster_identifier, not both")
+        raise WarehouseError(
+            "warehouse.url: give either workgroup (serverless) or cluster_identifier, not both"
+        )
     if params.get("cluster_identifier") and not params.get("db_user"):
-        raise WarehouseError("warehouse.url: cluster_identifier needs db_user (the database user to log in as)")
+        raise WarehouseError(
+            "warehouse.url: cluster_identifier needs db_user (the database user to log in as)"
+        )
     sslmode = params.get("sslmode", "verify-full")
     if sslmode not in SSL_MODES:
         raise WarehouseError(f"warehouse.url: sslmode must be one of {', '.join(SSL_MODES)}, not {sslmode!r}")
@@ -228,7 +245,8 @@ def connect_kwargs(
         password = env.get(PASSWORD_ENV_VAR)
         if not s.user or not password:
             raise WarehouseError(
-                "no way to log in to Redshift: add workgroup=… (serverless IAM), cluster_identifier=…&db_user=… "
+                "no way to log in to Redshift: add workgroup=… (serverless IAM), "
+                "cluster_identifier=…&db_user=… "
                 f"(IAM), secret_arn=… to warehouse.url, or user@ in the URL with {PASSWORD_ENV_VAR} set"
             )
         kwargs.update(user=s.user, password=password)
@@ -285,7 +303,7 @@ def delete_staging(s3: Any, uri: str) -> int:
 
 
 def insert_rows(cur: Any, prefix: str, columns: tuple[str, ...], batches: Iterable[pa.RecordBatch]) -> int:
-    """Multi-row ``INSERT … VALUES`` with bound parameters, for small tables (Redshift has no COPY FROM STDIN).
+    """Multi-row ``INSERT … VALUES`` with bound parameters, for small tables (no COPY FROM STDIN on Redshift).
 
     ``prefix`` is ``INSERT INTO t (cols) VALUES `` from :mod:`sinks.warehouse.sql`.
     """
@@ -444,9 +462,14 @@ class RedshiftWarehouse(SqlWarehouse):
 
     def load_errors(self) -> list[str]:
         """This session's newest COPY errors: SYS_LOAD_ERROR_DETAIL, else STL_LOAD_ERRORS."""
+        try:
+            pid = self.fetch(sql.BACKEND_PID_SQL, what="session id")[0][0]
+        except WarehouseError as e:
+            log.debug("no session id for the load errors: %s", e)
+            return []
         for statement in (sql.LOAD_ERROR_DETAIL_SQL, sql.STL_LOAD_ERRORS_SQL):
             try:
-                rows = self.fetch(statement)
+                rows = self.fetch(statement, (pid,), what="load error read")
             except WarehouseError as e:
                 log.debug("load error view unavailable: %s", e)
                 continue
@@ -479,23 +502,25 @@ def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
     """
     _, dim_prefix = sql.replace_dim_sql(tables.content_dim)
     return [
-        f"SET search_path TO {tables.schema}, public",
-        "SET timezone TO 'UTC'",
-        "BEGIN ISOLATION LEVEL SERIALIZABLE",
-        "COMMIT",
-        "ROLLBACK",
+        *sql.session_sql(tables.schema),
+        sql.BEGIN_SQL,
+        sql.COMMIT_SQL,
+        sql.ROLLBACK_SQL,
         *sql.init_sql(tables, "redshift"),
         sql.ledger_lookup_sql(tables.ledger),
         *sql.stage_sql(tables.table),
         sql.copy_parquet_manifest_sql(sql.STAGE_TABLE, "s3://bucket/prefix/_mediapulse.manifest", iam_role),
         sql.stage_count_sql(),
+        sql.duplicate_keys_sql(),
         sql.dedup_stage_sql(),
-        sql.merge_sql(tables.table),
+        sql.merge_sql(tables.table, sql.STAGE_TABLE),
+        sql.merge_sql(tables.table, sql.STAGE_DEDUP_TABLE),
         sql.ledger_insert_sql(tables.ledger),
         sql.committed_sql(tables.ledger),
-        *(sql.top_sql(tables.table, by) for by in sql.TOP_ORDERINGS),
+        *(sql.top_sql(tables.table, by, 10) for by in sql.TOP_ORDERINGS),
         sql.replace_dim_sql(tables.content_dim)[0],
         sql.values_rows_sql(dim_prefix, len(sql.CONTENT_DIM_COLUMNS), 1),
+        sql.BACKEND_PID_SQL,
         sql.LOAD_ERROR_DETAIL_SQL,
         sql.STL_LOAD_ERRORS_SQL,
         sql.PG_TABLE_DEF_SQL,

@@ -181,31 +181,45 @@ def create_engagement_table_sql(table: str, dialect: Dialect) -> str:
     """The target: one row per (window, content, affiliate, platform); Redshift distributes by content."""
     defs = _column_defs(ENGAGEMENT_COLUMNS, _check_dialect(dialect), KEY)
     defs.append(f"PRIMARY KEY ({', '.join(KEY)})")
-    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(table)} (\n  " + ",\n  ".join(defs) + "\n)"
+    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(table)} (\n  " + ",\n  ".join(defs) + "\n)"
     if dialect == "redshift":
-        sql += f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
-    return sql
+        ddl += f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
+    return ddl
 
 
 def create_ledger_table_sql(ledger: str, dialect: Dialect) -> str:
     defs = _column_defs(LEDGER_COLUMNS, _check_dialect(dialect), LEDGER_KEY)
     defs.append(f"PRIMARY KEY ({', '.join(LEDGER_KEY)})")
-    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(ledger)} (\n  " + ",\n  ".join(defs) + "\n)"
+    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(ledger)} (\n  " + ",\n  ".join(defs) + "\n)"
     if dialect == "redshift":
-        sql += f"\nDISTSTYLE AUTO\nCOMPOUND SORTKEY({', '.join(LEDGER_KEY)})"
-    return sql
+        ddl += f"\nDISTSTYLE AUTO\nCOMPOUND SORTKEY({', '.join(LEDGER_KEY)})"
+    return ddl
 
 
 def create_content_dim_sql(content_dim: str, dialect: Dialect) -> str:
     defs = _column_defs(CONTENT_DIM_COLUMNS, _check_dialect(dialect), ("content_id",))
     defs.append("PRIMARY KEY (content_id)")
-    sql = f"CREATE TABLE IF NOT EXISTS {validate_identifier(content_dim)} (\n  " + ",\n  ".join(defs) + "\n)"
+    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(content_dim)} (\n  " + ",\n  ".join(defs) + "\n)"
     if dialect == "redshift":
-        sql += "\nDISTSTYLE AUTO"
-    return sql
+        ddl += "\nDISTSTYLE AUTO"
+    return ddl
 
 
 # ------------------------------------------------------------------------------------- load protocol
+
+BEGIN_SQL = "BEGIN ISOLATION LEVEL SERIALIZABLE"  # Redshift's only level; on PostgreSQL it must be asked for
+COMMIT_SQL = "COMMIT"
+ROLLBACK_SQL = "ROLLBACK"
+
+
+# PostgreSQL only: a transaction-level advisory lock keyed by (query, batch_id).
+TRY_ADVISORY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(%s)"
+ADVISORY_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def session_sql(schema: str) -> list[str]:
+    """Run once per connection: the warehouse schema first on the search path, UTC session time zone."""
+    return [f"SET search_path TO {validate_identifier(schema, 'schema')}", "SET timezone TO 'UTC'"]
 
 
 def ledger_lookup_sql(ledger: str) -> str:
@@ -236,8 +250,22 @@ def stage_sql(table: str) -> list[str]:
     ]
 
 
+def copy_from_stdin_sql(table: str, columns: tuple[str, ...]) -> str:
+    """PostgreSQL only: the bulk load of the staging table (and the dimension) from the client."""
+    names = ", ".join(validate_identifier(c) for c in columns)
+    return f"COPY {validate_identifier(table)} ({names}) FROM STDIN (FORMAT csv)"
+
+
 def stage_count_sql() -> str:
     return f"SELECT COUNT(*) FROM {STAGE_TABLE}"
+
+
+def duplicate_keys_sql() -> str:
+    """How many keys occur more than once in the staging table (usually none: Spark aggregates by key)."""
+    return (
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {STAGE_TABLE} GROUP BY {', '.join(KEY)} HAVING COUNT(*) > 1)"
+        " AS duplicated"
+    )
 
 
 def dedup_stage_sql() -> str:
@@ -275,10 +303,15 @@ def merge_sql(target: str, source: str = STAGE_DEDUP_TABLE) -> str:
     )
 
 
-def top_sql(table: str, by: str) -> str:
-    """Top content over all windows, ordered by :data:`TOP_ORDERINGS` [``by``]; one ``%s`` for the limit."""
+def top_sql(table: str, by: str, limit: int) -> str:
+    """Top content over all windows, ordered by :data:`TOP_ORDERINGS` [``by``].
+
+    The limit is a checked integer written into the text: a bound parameter in LIMIT is not portable.
+    """
     if by not in TOP_ORDERINGS:
         raise WarehouseError(f"cannot order by {by!r}: choose one of {', '.join(TOP_ORDERINGS)}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise WarehouseError(f"the top limit must be a positive integer, not {limit!r}")
     return (
         "SELECT content_id, MAX(title), SUM(impressions), SUM(clicks), SUM(play_starts),\n"
         "       SUM(completions), SUM(watch_time_ms), SUM(unique_viewers),\n"
@@ -287,7 +320,7 @@ def top_sql(table: str, by: str) -> str:
         f"FROM {validate_identifier(table)}\n"
         "GROUP BY content_id\n"
         f"ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id\n"
-        "LIMIT %s"
+        f"LIMIT {limit}"
     )
 
 
@@ -338,19 +371,22 @@ def copy_parquet_manifest_sql(stage: str, manifest_url: str, iam_role: str) -> s
     )
 
 
-# The newest load errors of this session: the COPY failed, so its transaction was rolled back first.
+# The newest load errors of this session (a failed COPY's transaction is rolled back first; the system
+# views keep the rows). The session's pid is read first and bound: PG_BACKEND_PID() is a leader-node
+# function, which Redshift will not mix into a query over the SYS/STL views.
+BACKEND_PID_SQL = "SELECT PG_BACKEND_PID()"
 LOAD_ERROR_DETAIL_SQL = (
     "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(column_type), error_code,\n"
     "       TRIM(error_message)\n"
     "FROM sys_load_error_detail\n"
-    "WHERE session_id = PG_BACKEND_PID()\n"
+    "WHERE session_id = %s\n"
     "ORDER BY start_time DESC\n"
     "LIMIT 10"
 )
 STL_LOAD_ERRORS_SQL = (
     "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(type), err_code, TRIM(err_reason)\n"
     "FROM stl_load_errors\n"
-    "WHERE session = PG_BACKEND_PID()\n"
+    "WHERE session = %s\n"
     "ORDER BY starttime DESC\n"
     "LIMIT 10"
 )
@@ -373,32 +409,33 @@ VIEWS_SQL = "SELECT table_name FROM information_schema.views WHERE table_schema 
 # ------------------------------------------------------------------------------------ analyst views
 
 
-def _wilson_lower(successes: str, trials: str, z: float = WILSON_Z) -> str:
-    """Lower bound of the Wilson score interval of ``successes / trials`` (NULL when trials is 0)."""
-    z2 = round(z * z, 6)
-    n = f"CAST(NULLIF({trials}, 0) AS DOUBLE PRECISION)"
-    p = f"LEAST(CAST({successes} AS DOUBLE PRECISION) / {n}, 1.0)"
-    return (
-        f"({p} + {z2} / (2 * {n})\n"
-        f"         - {z} * SQRT({p} * (1 - {p}) / {n} + {z2} / (4 * {n} * {n})))\n"
-        f"        / (1 + {z2} / {n})"
-    )
-
-
 def view_bodies(tables: Tables) -> dict[str, str]:
-    """The SELECT of each analyst view (same text on both engines)."""
+    """The SELECT of each analyst view (same text on both engines).
+
+    * top content by CTR, with the lower bound of the Wilson score interval (z = 1.96, 95 %) so that a
+      title with 3 clicks out of 4 impressions does not outrank one with 300 out of 500;
+    * trending: each content's impressions and plays per window against the window just before it;
+    * completion and watch time per day, content type and platform.
+    """
     t = tables.table
+    z, z2 = WILSON_Z, round(WILSON_Z * WILSON_Z, 6)
     top_ctr = (
         "WITH per_content AS (\n"
         "  SELECT content_id, MAX(title) AS title, MAX(category) AS category,\n"
         "         SUM(impressions) AS impressions, SUM(clicks) AS clicks\n"
         f"  FROM {t}\n"
         "  GROUP BY content_id\n"
+        "), rated AS (\n"
+        "  SELECT content_id, title, category, impressions, clicks,\n"
+        "         CAST(NULLIF(impressions, 0) AS DOUBLE PRECISION) AS n,\n"
+        "         LEAST(CAST(clicks AS DOUBLE PRECISION) / NULLIF(impressions, 0), 1.0) AS p\n"
+        "  FROM per_content\n"
         ")\n"
         "SELECT content_id, title, category, impressions, clicks,\n"
-        "       CAST(clicks AS DOUBLE PRECISION) / NULLIF(impressions, 0) AS ctr,\n"
-        f"       {_wilson_lower('clicks', 'impressions')} AS ctr_wilson_lower\n"
-        "FROM per_content"
+        "       CAST(clicks AS DOUBLE PRECISION) / n AS ctr,\n"
+        f"       (p + {z2} / (2 * n) - {z} * SQRT(p * (1 - p) / n + {z2} / (4 * n * n)))\n"
+        f"         / (1 + {z2} / n) AS ctr_wilson_lower\n"
+        "FROM rated"
     )
     trending = (
         "WITH per_window AS (\n"
@@ -421,7 +458,8 @@ def view_bodies(tables: Tables) -> dict[str, str]:
     mix = (
         "SELECT DATE_TRUNC('day', window_start) AS day, content_type, platform,\n"
         "       SUM(play_starts) AS play_starts, SUM(completions) AS completions,\n"
-        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0) AS completion_rate,\n"
+        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)\n"
+        "         AS completion_rate,\n"
         "       SUM(watch_time_ms) AS watch_time_ms,\n"
         "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 3600000.0 AS watch_time_hours,\n"
         "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 1000.0\n"
@@ -492,9 +530,15 @@ def lint_redshift_merge(sql: str) -> list[str]:
     else:
         for predicate in _conjuncts(on):
             if not isinstance(predicate, exp.EQ):
-                problems.append(f"ON may hold only equality predicates joined by AND, found {predicate.sql()!r}")
-            elif not (isinstance(predicate.this, exp.Column) and isinstance(predicate.expression, exp.Column)):
-                problems.append(f"ON predicates must compare a target column with a source column: {predicate.sql()!r}")
+                problems.append(
+                    f"ON may hold only equality predicates joined by AND, found {predicate.sql()!r}"
+                )
+            elif not (
+                isinstance(predicate.this, exp.Column) and isinstance(predicate.expression, exp.Column)
+            ):
+                problems.append(
+                    f"ON predicates must compare a target column with a source column: {predicate.sql()!r}"
+                )
 
     whens_node = tree.args.get("whens")
     whens = list(whens_node.expressions) if whens_node is not None else []

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+# mediapulse runtime image: Python 3.11, a headless Java 17 runtime, and the app with its dependencies in
+# a virtualenv. No secrets are baked in: AWS credentials come from the environment, a mounted profile or
+# the task's role at run time.
+#
+# Local use (the default command drains config/local.yaml's inputs under /app/data, then exits):
+#   docker build -t mediapulse .
+#   docker run --rm -v "$PWD/data:/app/data" mediapulse
+#   docker run --rm -v "$PWD/data:/app/data" mediapulse simulate --help
+#   docker run --rm -e AWS_REGION -e AWS_PROFILE -v "$HOME/.aws:/home/mediapulse/.aws:ro" \
+#       -v "$PWD/config:/app/config:ro" mediapulse run --config /app/config/emr.yaml
+# Pinned dependencies: `mediapulse emr package --no-upload`, copy dist/<version>/constraints.txt next to
+# this file, then build; the builder installs with `--constraint constraints.txt` when it is present.
+#
+# As a base for EMR on EKS or EMR Serverless custom images: those images must start FROM the EMR
+# release's own base image (Spark, Java and the EMR integrations come from it; see "Customizing an EMR
+# Serverless image" / "How to customize Docker images" for the URI of emr-spark-8.0.0), switch to
+# `USER root`, copy /dist/*.whl and constraints.txt from this file's builder stage
+# (`docker build --target builder`), `pip install -r constraints.txt` then `pip install --no-deps` the
+# wheel into the image's Python, and end with `USER hadoop:hadoop`. Do not install pyspark there: the
+# base image's Spark provides it.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python -m pip install "hatchling==1.33.0"
+# constraints.tx[t] matches nothing when no constraints file was copied in; the build goes on without it.
+COPY pyproject.toml README.md constraints.tx[t] ./
+COPY config ./config
+COPY streaming ./streaming
+COPY sinks ./sinks
+COPY bootstrap ./bootstrap
+RUN python -m pip wheel --no-deps --no-build-isolation . -w /dist \
+    && python -m venv /opt/venv \
+    && if [ -f constraints.txt ]; then set -- --constraint constraints.txt; fi \
+    && /opt/venv/bin/pip install "$@" /dist/mediapulse-*.whl \
+    && /opt/venv/bin/pip freeze > /opt/venv/requirements.lock
+
+FROM ${PYTHON_IMAGE}
+# Debian's JRE follows the base image's security updates; rebuild to pick them up.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/mediapulse mediapulse \
+    && mkdir -p /app/data \
+    && chown -R mediapulse:mediapulse /app
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYSPARK_PYTHON=/opt/venv/bin/python \
+    PYSPARK_DRIVER_PYTHON=/opt/venv/bin/python \
+    PYTHONUNBUFFERED=1
+WORKDIR /app
+USER 10001:10001
+ENTRYPOINT ["mediapulse"]
+CMD ["run", "--available-now"]

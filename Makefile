@@ -1,0 +1,59 @@
+# mediapulse — the documented commands. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+
+EVENTS ?= 20000
+BENCH_EVENTS ?= 1000000
+
+.PHONY: help install run simulate top test lint bench docs clean run-kinesis
+
+help: ## list the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	@command -v java >/dev/null || { echo "java not found: install a Java 17 runtime (openjdk-17-jre-headless)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==24.3.1"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the app with its pinned dependencies
+
+data/incoming:
+	$(BIN)/mediapulse simulate --out data/incoming --events $(EVENTS)
+
+simulate: install data/incoming ## simulate sample traffic into data/incoming (once)
+
+run: install data/incoming ## simulate sample traffic, process it with --available-now, print top content
+	$(BIN)/mediapulse run --available-now
+	$(BIN)/mediapulse top --limit 10
+
+top: install ## print the top-content table from the local warehouse
+	$(BIN)/mediapulse top --limit 10
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install node_modules/.installed ## run the test suite (starts and stops its own local services)
+	$(BIN)/python -m pytest -q
+
+lint: install ## ruff over the code
+	$(BIN)/ruff check streaming sinks bootstrap tests bench
+
+bench: install ## pipeline vs bare Spark batch job on BENCH_EVENTS events (see docs/benchmarks.md)
+	$(BIN)/python bench/pipeline.py --events $(BENCH_EVENTS)
+
+docs: install ## regenerate docs/events.md from the event schema
+	$(BIN)/mediapulse docs-events --out docs/events.md
+
+clean: ## remove local data, checkpoints and the local warehouse
+	rm -rf data spark-warehouse

@@ -1,0 +1,189 @@
+"""Engagement rows for warehouse tests: Parquet files written with pyarrow (no Spark), and plain-Python
+expectations computed from the same rows, independently of the code under test."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sinks.warehouse.base import COLUMN_NAMES, ENGAGEMENT_COLUMNS, KEY, StagedBatch
+
+Row = dict[str, Any]
+
+_ARROW = {
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "string": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+}
+ENGAGEMENT_SCHEMA = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in ENGAGEMENT_COLUMNS])
+WINDOW = timedelta(minutes=5)
+T0 = datetime(2026, 11, 2, 12, 0, 0)  # naive UTC, as the warehouse returns it
+
+PLATFORMS = ("web", "ios", "android", "tv")
+CONTENT_TYPES = ("video", "article", "podcast")
+
+
+def make_rows(
+    batch_id: int,
+    contents: Sequence[str] = ("c1", "c2", "c3"),
+    affiliates: Sequence[str] = ("a1", "a2"),
+    windows: int = 2,
+    seed: int = 0,
+    platforms: Sequence[str] = ("web", "ios"),
+) -> list[Row]:
+    """One row per (window, content, affiliate, platform), full aggregate values, deterministic per seed."""
+    rng = random.Random(seed * 7919 + batch_id)
+    rows = []
+    for w in range(windows):
+        start = T0 + w * WINDOW
+        for i, content in enumerate(contents):
+            for affiliate in affiliates:
+                for platform in platforms:
+                    impressions = rng.randint(10, 500)
+                    clicks = rng.randint(0, impressions)
+                    plays = rng.randint(0, clicks)
+                    completions = rng.randint(0, plays)
+                    rows.append(
+                        {
+                            "window_start": start,
+                            "window_end": start + WINDOW,
+                            "content_id": content,
+                            "affiliate_id": affiliate,
+                            "platform": platform,
+                            "title": f"Title of {content}" if i % 3 else "",
+                            "category": None if i % 4 == 3 else f"cat-{i % 2}",
+                            "content_type": CONTENT_TYPES[i % len(CONTENT_TYPES)],
+                            "impressions": impressions,
+                            "clicks": clicks,
+                            "play_starts": plays,
+                            "completions": completions,
+                            "watch_time_ms": plays * rng.randint(1_000, 600_000),
+                            "unique_viewers": rng.randint(1, impressions),
+                            "ctr": clicks / impressions,
+                            "completion_rate": completions / plays if plays else None,
+                            "updated_at": start + WINDOW + timedelta(seconds=batch_id),
+                            "batch_id": batch_id,
+                        }
+                    )
+    return rows
+
+
+def arrow_table(rows: Iterable[Row]) -> pa.Table:
+    rows = list(rows)
+    columns = {}
+    for name, kind in ENGAGEMENT_COLUMNS:
+        values = [r[name] for r in rows]
+        if kind == "timestamp":
+            values = [v.replace(tzinfo=None) if v is not None else None for v in values]
+            columns[name] = pa.array(values, pa.timestamp("us")).cast(_ARROW[kind])
+        else:
+            columns[name] = pa.array(values, _ARROW[kind])
+    return pa.Table.from_pydict(columns, schema=ENGAGEMENT_SCHEMA)
+
+
+def write_local_batch(
+    directory: Path, query: str, batch_id: int, parts: Sequence[Sequence[Row]]
+) -> StagedBatch:
+    """Each element of ``parts`` becomes one Parquet file, as Spark would write partitions."""
+    uri = directory / query / f"batch_id={batch_id}"
+    uri.mkdir(parents=True, exist_ok=True)
+    files = []
+    for n, part in enumerate(parts):
+        path = uri / f"part-{n:05d}.snappy.parquet"
+        pq.write_table(arrow_table(part), path)
+        files.append(str(path))
+    return StagedBatch(query, batch_id, str(uri), tuple(files), sum(len(p) for p in parts))
+
+
+def write_s3_batch(
+    s3: Any, bucket: str, prefix: str, query: str, batch_id: int, parts: Sequence[Sequence[Row]]
+) -> StagedBatch:
+    key_prefix = f"{prefix}/{query}/batch_id={batch_id}"
+    files = []
+    for n, part in enumerate(parts):
+        sink = io.BytesIO()
+        pq.write_table(arrow_table(part), sink)
+        key = f"{key_prefix}/part-{n:05d}.snappy.parquet"
+        s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+        files.append(f"s3://{bucket}/{key}")
+    s3.put_object(Bucket=bucket, Key=f"{key_prefix}/_SUCCESS", Body=b"")
+    return StagedBatch(
+        query, batch_id, f"s3://{bucket}/{key_prefix}", tuple(files), sum(len(p) for p in parts)
+    )
+
+
+def key_of(row: Row) -> tuple[Any, ...]:
+    return tuple(row[k] for k in KEY)
+
+
+def apply_batches(batches: Iterable[Sequence[Row]]) -> dict[tuple[Any, ...], Row]:
+    """What the target must hold: later batches replace rows by key; within a batch the newest wins."""
+    state: dict[tuple[Any, ...], Row] = {}
+    for rows in batches:
+        newest: dict[tuple[Any, ...], Row] = {}
+        for row in rows:
+            key = key_of(row)
+            if key not in newest or (row["updated_at"], row["batch_id"]) > (
+                newest[key]["updated_at"],
+                newest[key]["batch_id"],
+            ):
+                newest[key] = row
+        state.update(newest)
+    return state
+
+
+def as_tuples(state: dict[tuple[Any, ...], Row]) -> list[tuple[Any, ...]]:
+    """Rows in column order, sorted by key (the order of ``SELECT … ORDER BY`` the key)."""
+    return [tuple(state[key][c] for c in COLUMN_NAMES) for key in sorted(state)]
+
+
+def totals(rows: Iterable[Row]) -> dict[str, int]:
+    rows = list(rows)
+    return {m: sum(r[m] for r in rows) for m in ("impressions", "clicks", "play_starts", "completions")}
+
+
+CONTENT_DIM_ARROW = pa.schema(
+    [
+        pa.field("content_id", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("content_type", pa.string()),
+        pa.field("duration_s", pa.int32()),
+        pa.field("publisher", pa.string()),
+        pa.field("published_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def dim_rows(n: int) -> list[Row]:
+    return [
+        {
+            "content_id": f"c{i}",
+            "title": f'Title {i}, "quoted"' if i % 2 else "",
+            "category": None if i % 3 == 0 else f"cat-{i % 2}",
+            "content_type": CONTENT_TYPES[i % len(CONTENT_TYPES)],
+            "duration_s": 60 * i,
+            "publisher": "pub",
+            "published_at": T0 - timedelta(days=i),
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def dim_table(rows: Sequence[Row]) -> pa.Table:
+    columns = {}
+    for field in CONTENT_DIM_ARROW:
+        values = [r[field.name] for r in rows]
+        if pa.types.is_timestamp(field.type):
+            columns[field.name] = pa.array(values, pa.timestamp("us")).cast(field.type)
+        else:
+            columns[field.name] = pa.array(values, field.type)
+    return pa.Table.from_pydict(columns, schema=CONTENT_DIM_ARROW)
