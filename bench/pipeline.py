@@ -59,7 +59,7 @@ events = (spark.read.schema(schema).option("recursiveFileLookup", "true").json(s
 (events.groupBy(F.window("ts", "5 minutes"), "content_id", "affiliate_id", F.lower("platform"))
     .agg(F.count_if(F.col("event_type") == "impression"), F.count_if(F.col("event_type") == "click"),
          F.count_if(F.col("event_type") == "play_start"), F.count_if(F.col("event_type") == "complete"),
-         F.sum("watch_ms"), F.approx_count_distinct("user_id", 0.01))
+         F.sum("watch_ms"), F.hll_sketch_estimate(F.hll_sketch_agg("user_id", 14)))
     .write.format("noop").mode("overwrite").save())
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """

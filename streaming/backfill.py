@@ -56,7 +56,7 @@ def backfill_frame(events: DataFrame, content: DataFrame, cfg: AppConfig) -> Dat
         .transform(lambda df: deduplicate(df, "event_time", cfg.engagement.watermark))
         .transform(lambda df: enrich_with_content(df, content))
         .transform(
-            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd)
+            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_lg_k)
         )
         .transform(add_rates)
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         create_stream(args.name, args.shards, args.endpoint, args.region, timeout=args.timeout)
-    except (ProducerError, ClientError, ValueError) as e:
+    except (ProducerError, ClientError, BotoCoreError, ValueError) as e:
         parser.exit(1, f"create-stream: {e}\n")
     return 0
 

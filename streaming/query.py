@@ -86,7 +86,7 @@ def engagement_frame(raw: DataFrame, content: DataFrame, cfg: AppConfig) -> Data
         .transform(lambda df: enrich_with_content(df, content))
         .transform(with_content_metrics)
         .transform(
-            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_rsd)
+            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_lg_k)
         )
         .transform(add_rates)
     )

@@ -118,7 +118,8 @@ def test_aggregate_counts_types_sums_watch_time_and_counts_viewers_per_window(sp
         ],
         AGGREGATES,
     )
-    assertDataFrameEqual(aggregate_engagement(events, timedelta(minutes=5)), expected)
+    actual = aggregate_engagement(events, timedelta(minutes=5)).drop("viewers_sketch")
+    assertDataFrameEqual(actual, expected)
 
 
 def test_rates_are_null_when_the_denominator_is_zero(spark):

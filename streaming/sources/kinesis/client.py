@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -42,15 +43,25 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def _raw_timestamp(value: Any) -> Any:
+    return value
+
+
 def make_client(endpoint_url: str | None, region: str | None, max_pool_connections: int = 10) -> Any:
-    """A Kinesis client whose retries are ours (botocore's own retrying is switched off)."""
+    """A Kinesis client whose retries are ours (botocore's own retrying is switched off).
+
+    Timestamps stay as Kinesis sends them (epoch seconds) instead of becoming ``datetime`` objects:
+    Arrow converts a whole column of them at once, which saves a good part of the per-record cost.
+    """
     config = Config(
         retries={"total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=30,
         max_pool_connections=max_pool_connections,
     )
-    return boto3.session.Session().client(
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_raw_timestamp)
+    return boto3.session.Session(botocore_session=core).client(
         "kinesis", endpoint_url=endpoint_url, region_name=region, config=config
     )
 

@@ -17,7 +17,9 @@ lives in the reader, and ``availableNow`` runs one bounded batch (see docs/kines
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -108,16 +110,33 @@ def settings_from_options(options: Mapping[str, str]) -> FetchSettings:
     )
 
 
+@dataclass
+class _Prefetch:
+    """The next trigger's records, read in the background while Spark processes the current batch."""
+
+    base: KinesisOffset
+    thread: threading.Thread
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    end: KinesisOffset | None = None
+    error: BaseException | None = None
+
+
 class KinesisStreamReader(SimpleDataSourceStreamReader):
-    """Reads new records when Spark asks for the latest offset; replays a batch's exact range on demand."""
+    """Reads new records when Spark asks for the latest offset; replays a batch's exact range on demand.
+
+    While the stream has a backlog (a trigger read all the rows it was allowed), the next trigger's
+    records are read in the background as soon as the current offset is returned, so Kinesis reads and
+    Spark's processing overlap. Near the tip of the stream nothing is read ahead, so nothing goes stale.
+    """
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
         self._fetcher: StreamFetcher | None = None
+        self._prefetch: _Prefetch | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to tasks for replays: settings only, never a client, threads or cached iterators.
-        return {"settings": self.settings, "_fetcher": None}
+        return {"settings": self.settings, "_fetcher": None, "_prefetch": None}
 
     @property
     def fetcher(self) -> StreamFetcher:
@@ -131,8 +150,40 @@ class KinesisStreamReader(SimpleDataSourceStreamReader):
         return offset.to_dict()
 
     def read(self, start: dict) -> tuple[Iterator[pa.RecordBatch], dict]:
-        batches, end = self.fetcher.fetch(KinesisOffset.from_dict(start, stream=self.settings.stream))
+        offset = KinesisOffset.from_dict(start, stream=self.settings.stream)
+        batches, end = self._take_prefetched(offset)
+        limit = self.settings.max_records_per_trigger
+        rows = sum(batch.num_rows for batch in batches)
+        if rows < limit:  # nothing read ahead, or it caught up: read (the rest) now
+            more, end = self.fetcher.fetch(end, max_rows=limit - rows)
+            batches.extend(more)
+            rows += sum(batch.num_rows for batch in more)
+        if rows >= limit:
+            self._start_prefetch(end)
         return iter(batches), end.to_dict()
+
+    def _start_prefetch(self, base: KinesisOffset) -> None:
+        def run() -> None:
+            try:
+                prefetch.batches, prefetch.end = self.fetcher.fetch(base)
+            except BaseException as e:  # handed to the next trigger, which raises it
+                prefetch.error = e
+
+        prefetch = _Prefetch(base, threading.Thread(target=run, name="kinesis-prefetch", daemon=True))
+        self._prefetch = prefetch
+        prefetch.thread.start()
+
+    def _take_prefetched(self, start: KinesisOffset) -> tuple[list[pa.RecordBatch], KinesisOffset]:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is None:
+            return [], start
+        prefetch.thread.join()  # the fetcher is not shared between threads
+        if prefetch.base != start:  # Spark asked for something else (a restart): drop what was read
+            return [], start
+        if prefetch.error is not None:
+            raise prefetch.error
+        assert prefetch.end is not None
+        return prefetch.batches, prefetch.end
 
     def readBetweenOffsets(self, start: dict, end: dict) -> Iterator[pa.RecordBatch]:
         stream = self.settings.stream

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from aws_kinesis_agg import MAGIC
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
@@ -85,7 +86,15 @@ def to_record_batch(
             pa.array([stream] * len(data), pa.string()),
             pa.array(keys, pa.string()),
             pa.array(sequences, pa.string()),
-            pa.array(arrivals, pa.timestamp("us", tz="UTC")),
+            _timestamps(arrivals),
         ],
         schema=ARROW_SCHEMA,
     )
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    """Arrival times as epoch seconds (how the source's client leaves them) or ``datetime`` objects."""
+    if values and isinstance(values[0], int | float):
+        micros = pc.round(pc.multiply(pa.array(values, pa.float64()), 1_000_000))
+        return micros.cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pa.array(values, pa.timestamp("us", tz="UTC"))

@@ -50,6 +50,8 @@ ITERATOR_TTL = 270.0
 # cannot have lost records since, so its iterator is not re-verified.
 VERIFIED_TTL = 23 * 3600.0
 LIST_SHARDS_INTERVAL = 1.0
+# A replay that must read a closed shard to its end gives up after this many empty polls (~10 s).
+MAX_IDLE_POLLS_TO_SHARD_END = 50
 MAX_READ_THREADS = 8
 
 
@@ -74,6 +76,7 @@ class FetchSettings:
 class ShardInfo:
     shard_id: str
     parents: tuple[str, ...] = ()
+    closed: bool = False  # split or merged: no new records, its end can be read
 
 
 def lineage_rounds(shard_ids: Iterable[str], parents: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -92,16 +95,24 @@ def lineage_rounds(shard_ids: Iterable[str], parents: Mapping[str, Sequence[str]
 
 
 class Budget:
-    """Rows a fetch may still take, shared by the threads reading the shards of one round."""
+    """Rows a fetch may still take, shared fairly by the threads reading the shards of one round.
+
+    Each GetRecords call asks for the remaining rows divided by the shards still reading, so a shard
+    with a backlog cannot starve the others, and the last one reading gets all that is left.
+    """
 
     def __init__(self, rows: int) -> None:
         self._remaining = rows
-        self._active = 1
+        self._reading = 1
         self._lock = threading.Lock()
 
     def start_round(self, shards: int) -> None:
         with self._lock:
-            self._active = max(1, shards)
+            self._reading = max(1, shards)
+
+    def shard_done(self) -> None:
+        with self._lock:
+            self._reading = max(1, self._reading - 1)
 
     @property
     def exhausted(self) -> bool:
@@ -111,7 +122,7 @@ class Budget:
     def next_limit(self) -> int:
         """A fair share of what is left for one GetRecords call."""
         with self._lock:
-            return max(1, min(MAX_RECORDS_PER_CALL, math.ceil(self._remaining / self._active)))
+            return max(1, min(MAX_RECORDS_PER_CALL, math.ceil(self._remaining / self._reading)))
 
     def take(self, rows_per_record: Sequence[int]) -> int:
         """Admit leading records while rows remain; returns how many. A KPL record is admitted whole."""
@@ -239,7 +250,8 @@ class StreamFetcher:
                 parents = tuple(
                     p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
                 )
-                shards.append(ShardInfo(shard["ShardId"], parents))
+                closed = bool(shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"))
+                shards.append(ShardInfo(shard["ShardId"], parents, closed))
             token = page.get("NextToken")
             if not token:
                 break
@@ -262,11 +274,66 @@ class StreamFetcher:
             raise KinesisSourceError(f"unsupported starting position {position!r}")
         return KinesisOffset(self.settings.stream, {s.shard_id: AT_TIMESTAMP for s in shards}, timestamp_ms)
 
-    def fetch(self, start: KinesisOffset) -> tuple[list[pa.RecordBatch], KinesisOffset]:
-        """Records after ``start``: at most ``max_records_per_trigger`` rows, within ``max_fetch_time``."""
-        listing = self.list_shards()
-        parents = {s.shard_id: s.parents for s in listing}
+    def fetch(
+        self, start: KinesisOffset, max_rows: int | None = None
+    ) -> tuple[list[pa.RecordBatch], KinesisOffset]:
+        """Records after ``start``: at most ``max_rows`` (default ``max_records_per_trigger``) rows, read
+        within ``max_fetch_time``, and the offset they end at."""
         positions = dict(start.shards)
+        parents: dict[str, tuple[str, ...]] = {}
+        closed: set[str] = set()
+        self._merge_listing(positions, parents, closed, fresh=False)
+
+        def eligible(shard_id: str) -> bool:
+            return positions[shard_id] != SHARD_END and all(
+                positions.get(parent, SHARD_END) == SHARD_END for parent in parents.get(shard_id, ())
+            )
+
+        limit = self.settings.max_records_per_trigger if max_rows is None else max_rows
+        budget = Budget(limit)
+        deadline = self._clock() + self.settings.max_fetch_time
+        batches: list[pa.RecordBatch] = []
+        visited: set[str] = set()
+        rows = 0
+        while not budget.exhausted and self._clock() < deadline:
+            todo = [s for s in sorted(positions) if s not in visited and eligible(s)]
+            if not todo:
+                break
+            budget.start_round(len(todo))
+            reads = self._map(
+                lambda s: self._fetch_shard(s, positions[s], start, budget, deadline, s in closed), todo
+            )
+            for read in reads:
+                positions[read.shard_id] = read.position
+                batches.extend(read.batches)
+                rows += read.rows
+            visited.update(todo)
+            if not any(read.position == SHARD_END for read in reads):
+                break  # no shard ended, so no child became readable
+            self._merge_listing(positions, parents, closed, fresh=True)  # the children may be new
+        if budget.exhausted:
+            logger.info(
+                "kinesis %s: read the %d rows allowed for this trigger; more records may be waiting",
+                self.settings.stream,
+                limit,
+            )
+        logger.debug("kinesis %s: fetched %d rows", self.settings.stream, rows)
+        return batches, start.with_shards(positions)
+
+    def _merge_listing(
+        self,
+        positions: dict[str, str],
+        parents: dict[str, tuple[str, ...]],
+        closed: set[str],
+        *,
+        fresh: bool,
+    ) -> None:
+        """Add shards born since ``positions`` was written; forget finished shards the stream dropped."""
+        listing = self.list_shards(fresh=fresh)
+        parents.clear()
+        parents.update((shard.shard_id, shard.parents) for shard in listing)
+        closed.clear()
+        closed.update(shard.shard_id for shard in listing if shard.closed)
         for shard in listing:
             positions.setdefault(shard.shard_id, TRIM_HORIZON)  # a child born after the query started
         for shard_id, position in list(positions.items()):
@@ -278,40 +345,6 @@ class StreamFetcher:
                     "its remaining records expired unread"
                 )
             del positions[shard_id]  # gone from the stream and done with: forget it
-
-        def eligible(shard_id: str) -> bool:
-            return positions[shard_id] != SHARD_END and all(
-                positions.get(parent, SHARD_END) == SHARD_END for parent in parents.get(shard_id, ())
-            )
-
-        budget = Budget(self.settings.max_records_per_trigger)
-        deadline = self._clock() + self.settings.max_fetch_time
-        batches: list[pa.RecordBatch] = []
-        visited: set[str] = set()
-        rows = 0
-        while not budget.exhausted and self._clock() < deadline:
-            todo = [s for s in sorted(positions) if s not in visited and eligible(s)]
-            if not todo:
-                break
-            budget.start_round(len(todo))
-            reads = self._map(
-                lambda s: self._read_shard(s, positions[s], start.start_timestamp_ms, budget, deadline), todo
-            )
-            for read in reads:
-                positions[read.shard_id] = read.position
-                batches.extend(read.batches)
-                rows += read.rows
-            visited.update(todo)
-            if not any(read.position == SHARD_END for read in reads):
-                break  # no shard ended, so no child became readable
-        if budget.exhausted:
-            logger.info(
-                "kinesis %s: reached max_records_per_trigger (%d rows); more records may be waiting",
-                self.settings.stream,
-                self.settings.max_records_per_trigger,
-            )
-        logger.debug("kinesis %s: fetched %d rows", self.settings.stream, rows)
-        return batches, start.with_shards(positions)
 
     def replay(self, start: KinesisOffset, end: KinesisOffset) -> Iterator[pa.RecordBatch]:
         """Exactly the records of the batch ``(start, end]``, parents before children."""
@@ -331,6 +364,22 @@ class StreamFetcher:
             for read in reads:
                 batches.extend(read.batches)
         return iter(batches)
+
+    def _fetch_shard(
+        self,
+        shard_id: str,
+        position: str,
+        start: KinesisOffset,
+        budget: Budget,
+        deadline: float,
+        closed: bool,
+    ) -> ShardRead:
+        try:
+            return self._read_shard(
+                shard_id, position, start.start_timestamp_ms, budget, deadline, closed=closed
+            )
+        finally:
+            budget.shard_done()
 
     def _map(self, function: Callable[[str], ShardRead], shard_ids: list[str]) -> list[ShardRead]:
         if len(shard_ids) == 1:
@@ -389,12 +438,13 @@ class StreamFetcher:
         budget: Budget | None = None,
         deadline: float | None = None,
         until: str | None = None,
+        closed: bool = False,
     ) -> ShardRead:
         """Read one shard from ``position``.
 
-        Fetch mode (``until`` is None): until the shard is caught up or ended, ``budget`` runs out or
-        ``deadline`` passes. Replay mode: until the end position ``until`` (a sequence number, included,
-        or ``SHARD_END``) - anything short of it is a gap.
+        Fetch mode (``until`` is None): until the shard is caught up (a ``closed`` one: until its end),
+        ``budget`` runs out or ``deadline`` passes. Replay mode: until the end position ``until`` (a
+        sequence number, included, or ``SHARD_END``) - anything short of it is a gap.
         """
         state = self._state(shard_id)
         read = ShardRead(shard_id, position, [])
@@ -427,6 +477,7 @@ class StreamFetcher:
             return read
 
         reusable = True
+        idle_polls = 0
         while True:
             if budget is not None and budget.exhausted:
                 break
@@ -508,13 +559,19 @@ class StreamFetcher:
                         f"{self._where(shard_id)}: the batch's last record {until_sequence} is no longer in "
                         "the shard while replaying"
                     )
-                if not replay or until != SHARD_END:
+                if (not replay and not closed) or (replay and until != SHARD_END):
                     break
+                idle_polls = 0 if records else idle_polls + 1
+                if replay and idle_polls >= MAX_IDLE_POLLS_TO_SHARD_END:
+                    raise KinesisSourceError(
+                        f"{self._where(shard_id)}: replaying a batch that read this shard to its end, but "
+                        f"the shard still reports no end after {idle_polls} polls"
+                    )
             elif not replay and deadline is not None and self._clock() >= deadline:
                 break
 
         if reusable and not replay and expected is None:
             state.cached = _CachedIterator(read.position, iterator, self._wall())
-        if read.position != SHARD_END:
+        if read.position != SHARD_END and expected is None:  # checked, or trusted: no gap up to here
             state.verified = (read.position, self._wall())
         return read
