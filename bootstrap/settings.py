@@ -23,14 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from streaming.durations import parse_duration
+
 # The AWS runtime for Apache Spark release that ships Spark 4.0 on EMR on EC2 (Spark 4.0.2-amzn-0,
 # Python 3.11-3.13, Corretto 17). The 7.x line ships Spark 3.5 and cannot run this app.
 DEFAULT_RELEASE_LABEL = "emr-spark-8.0.0"
 
-_DURATION = re.compile(
-    r"^\s*(\d+(?:\.\d+)?)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE
-)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ACCOUNT = re.compile(r"^\d{12}$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -40,20 +38,6 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 class EmrConfigError(ValueError):
     """The ``emr:`` section is missing or invalid."""
-
-
-def parse_duration(value: Any) -> Any:
-    """``'15 min'``, ``'30 s'``, ``2`` (seconds) or a timedelta -> timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. '30 s', '15 min', '2 h')")
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()])
-    raise ValueError(f"not a duration: {value!r}")
 
 
 Duration = Annotated[

@@ -17,73 +17,33 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from bootstrap.settings import EmrConfig
+from streaming.durations import PositiveDuration, spark_interval
+
+__all__ = ["AppConfig", "ConfigError", "load_config", "spark_interval"]
 
 ENV_PREFIX = "MEDIAPULSE__"
 ENV_DELIMITER = "__"
-
-_DURATION = re.compile(
-    r"^\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*$",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(ValueError):
     """A configuration file, override or environment variable is invalid."""
 
 
-def _parse_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. '30 s', '5 min', '1 h')")
-        amount, unit = float(match.group(1)), match.group(2).lower()
-        key = "ms" if unit.startswith("ms") or unit.startswith("milli") else unit[0]
-        return timedelta(seconds=amount * _UNIT_SECONDS[key])
-    raise ValueError(f"not a duration: {value!r}")
-
-
-def spark_interval(value: timedelta) -> str:
-    """Render a duration the way Spark's interval parser accepts it (``'300 seconds'``)."""
-    millis = round(value.total_seconds() * 1000)
-    if millis % 1000 == 0:
-        return f"{millis // 1000} seconds"
-    return f"{millis} milliseconds"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_parse_duration),
-    PlainSerializer(spark_interval, return_type=str),
-]
-PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class FilesSourceConfig(_Section):
-    """Newline-delimited JSON files (plain or .gz), e.g. Firehose objects under ``YYYY/MM/DD/HH/``."""
 
 
 class SourceConfig(_Section):
