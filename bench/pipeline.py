@@ -123,7 +123,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--per-trigger", type=int, default=10, help="source.max_files_per_trigger")
@@ -167,7 +169,9 @@ def main() -> int:
     print(f"\n{records:,} records, {args.files} files, {args.per_trigger} files per trigger, 2 cores")
     print(f"{'job':38} {'seconds':>8} {'events/s':>10} {'µs/event':>9} {'peak RSS MiB':>13}")
     for name, seconds, peak in rows:
-        print(f"{name:38} {seconds:8.1f} {records / seconds:10,.0f} {seconds / records * 1e6:9.1f} {peak:13,.0f}")
+        print(
+            f"{name:38} {seconds:8.1f} {records / seconds:10,.0f} {seconds / records * 1e6:9.1f} {peak:13,.0f}"
+        )
     print(
         f"micro-batch latency: p50 {percentile(durations, 0.5):.1f} s, p95 {percentile(durations, 0.95):.1f} s"
         f" over {len(durations)} batches (both queries)"

@@ -167,6 +167,9 @@ def start_pipeline(
     """Start both queries; the caller waits on them (see :mod:`streaming.run`)."""
     checkpoint = cfg.checkpoint.path.rstrip("/")
     content = read_content_dimension(spark, cfg.dimensions)
+    opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
+    with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
+        target.init()
 
     ingest = (
         _writer(
@@ -186,7 +189,7 @@ def start_pipeline(
             available_now,
         )
         .outputMode("update")
-        .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, warehouse)), prepare=stamp))
+        .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, opener)), prepare=stamp))
     )
     queries = [ingest.start()]
     try:

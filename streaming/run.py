@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -22,6 +23,16 @@ log = logging.getLogger(__name__)
 
 class PipelineError(RuntimeError):
     """A streaming query failed."""
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): .+")
+
+
+def root_cause(text: str) -> str:
+    """The most specific error line of a query failure (the Python error inside Py4J's wrapping)."""
+    lines = [line.strip() for line in text.splitlines()]
+    errors = [line for line in lines if _ERROR_LINE.match(line) and "Py4J" not in line]
+    return errors[-1] if errors else (lines[0] if lines else "unknown error")
 
 
 def marker_exists(spark: SparkSession, uri: str) -> bool:
@@ -107,6 +118,7 @@ def run_pipeline(
         reporter.reconcile(queries)
     if failures:
         first = failures[0]
-        message = str(first.exception()).strip().splitlines()[0]
-        raise PipelineError(f"query {first.name} failed: {message}") from first.exception()
+        raise PipelineError(
+            f"query {first.name} failed: {root_cause(str(first.exception()))}"
+        ) from first.exception()
     return reporter

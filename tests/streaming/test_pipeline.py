@@ -132,3 +132,21 @@ def test_backfill_recomputes_windows_from_the_event_log(spark, finished_run, tmp
     rows = run_backfill(spark, fresh, start, end)
     assert rows == len(truth.aggregates)
     assert_matches_truth(warehouse_rows(fresh), truth)
+
+
+def test_stop_marker_stops_the_app_after_the_current_batch(spark, tmp_path):
+    scenario = make_scenario(tmp_path, events=800, files=2, contents=30, users=100, seed=4)
+    scenario.release()
+    marker = tmp_path / "STOP"
+    cfg = pipeline_config(tmp_path, f"run.stop_marker={marker}", "run.stop_poll_interval=100 ms")
+
+    def drain_then_mark(queries):
+        for query in queries:
+            query.processAllAvailable()
+        marker.touch()
+
+    reporter = run_pipeline(spark, cfg, on_started=drain_then_mark)
+    assert not any(q.isActive for q in spark.streams.active)
+    truth = oracle.expected(scenario.incoming_files(), scenario.now)
+    assert reporter.totals["ingest"]["records_in"] == truth.records
+    assert_matches_truth(warehouse_rows(cfg), truth)

@@ -50,9 +50,10 @@ ITERATOR_TTL = 270.0
 # cannot have lost records since, so its iterator is not re-verified.
 VERIFIED_TTL = 23 * 3600.0
 LIST_SHARDS_INTERVAL = 1.0
+MIN_RECORDS_PER_CALL = 100
 # A replay that must read a closed shard to its end gives up after this many empty polls (~10 s).
 MAX_IDLE_POLLS_TO_SHARD_END = 50
-MAX_READ_THREADS = 8
+MAX_READ_THREADS = 32  # threads mostly wait (on Kinesis, or on pacing): one per shard, up to this
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,16 @@ def lineage_rounds(shard_ids: Iterable[str], parents: Mapping[str, Sequence[str]
 class Budget:
     """Rows a fetch may still take, shared fairly by the threads reading the shards of one round.
 
-    Each GetRecords call asks for the remaining rows divided by the shards still reading, so a shard
-    with a backlog cannot starve the others, and the last one reading gets all that is left.
+    Before each GetRecords call a thread reserves rows not yet reserved by calls in flight (an equal share
+    among the shards still reading that hold no reservation), and settles the reservation with what came
+    back. Calls never ask for more than the budget holds, so nothing is read only to be thrown away; the
+    first calls of a fetch split the budget evenly, so a shard with a backlog cannot starve the others.
     """
 
     def __init__(self, rows: int) -> None:
         self._remaining = rows
+        self._reserved = 0
+        self._holding = 0
         self._reading = 1
         self._lock = threading.Lock()
 
@@ -119,14 +124,24 @@ class Budget:
         with self._lock:
             return self._remaining <= 0
 
-    def next_limit(self) -> int:
-        """A fair share of what is left for one GetRecords call."""
+    def reserve(self, cap: int = MAX_RECORDS_PER_CALL) -> int:
+        """The ``Limit`` for one GetRecords call, at most ``cap`` (0: nothing left, stop reading)."""
         with self._lock:
-            return max(1, min(MAX_RECORDS_PER_CALL, math.ceil(self._remaining / self._reading)))
+            free = self._remaining - self._reserved
+            if free <= 0:
+                return 0
+            waiting = max(1, self._reading - self._holding)
+            limit = max(1, min(cap, math.ceil(free / waiting)))
+            self._reserved += limit
+            self._holding += 1
+            return limit
 
-    def take(self, rows_per_record: Sequence[int]) -> int:
-        """Admit leading records while rows remain; returns how many. A KPL record is admitted whole."""
+    def settle(self, reserved: int, rows_per_record: Sequence[int] = ()) -> int:
+        """Release a reservation and admit leading records while rows remain; returns how many were
+        admitted. A KPL record is admitted whole, so its user records may overshoot the bound a little."""
         with self._lock:
+            self._reserved -= reserved
+            self._holding -= 1
             kept = 0
             for rows in rows_per_record:
                 if self._remaining <= 0:
@@ -148,6 +163,7 @@ class _ShardState:
     pacer: ShardPacer
     cached: _CachedIterator | None = None
     verified: tuple[str, float] | None = None  # (position, wall time) last read from without a gap
+    record_bytes: float = 1000.0  # running mean size of this shard's records
 
 
 @dataclass
@@ -483,7 +499,15 @@ class StreamFetcher:
                 break
             if not state.pacer.wait(deadline):
                 break
-            limit = budget.next_limit() if budget is not None else MAX_RECORDS_PER_CALL
+            # Ask for what the shard may deliver in one call slot (2 MB/s x 0.2 s = 400 KB): as fast as
+            # Kinesis allows, and small answers keep Kinesis busy while this side parses.
+            per_slot = self.settings.read_bytes_per_second * self.settings.min_call_interval
+            cap = MAX_RECORDS_PER_CALL
+            if per_slot > 0:
+                cap = max(MIN_RECORDS_PER_CALL, min(cap, math.ceil(per_slot / state.record_bytes)))
+            limit = budget.reserve(cap) if budget is not None else MAX_RECORDS_PER_CALL
+            if limit == 0:
+                break
             started = state.pacer.now()
             try:
                 answer = self._call(
@@ -491,6 +515,8 @@ class StreamFetcher:
                     f"GetRecords {self._where(shard_id)}",
                 )
             except ClientError as e:
+                if budget is not None:
+                    budget.settle(limit)
                 if error_code(e) != "ExpiredIteratorException":
                     raise
                 iterator, again = fresh_iterator(read.position)
@@ -501,7 +527,10 @@ class StreamFetcher:
                 continue
             read.calls += 1
             records = answer.get("Records", [])
-            state.pacer.spent(started, sum(len(r["Data"]) for r in records))
+            returned_bytes = sum(len(r["Data"]) for r in records)
+            state.pacer.spent(started, returned_bytes)
+            if records:
+                state.record_bytes = 0.5 * state.record_bytes + 0.5 * returned_bytes / len(records)
             next_iterator = answer.get("NextShardIterator")
             caught_up = answer.get("MillisBehindLatest", 0) == 0 and len(records) < limit
 
@@ -540,7 +569,7 @@ class StreamFetcher:
                         break
 
             expanded = expand(records)
-            kept = len(records) if budget is None else budget.take([row_count(u) for u in expanded])
+            kept = len(records) if budget is None else budget.settle(limit, [row_count(u) for u in expanded])
             if kept:
                 read.batches.append(to_record_batch(self.settings.stream, records[:kept], expanded[:kept]))
                 read.rows += sum(row_count(u) for u in expanded[:kept])
