@@ -169,13 +169,10 @@ def main() -> int:
     print(f"\n{records:,} records, {args.files} files, {args.per_trigger} files per trigger, 2 cores")
     print(f"{'job':38} {'seconds':>8} {'events/s':>10} {'µs/event':>9} {'peak RSS MiB':>13}")
     for name, seconds, peak in rows:
-        print(
-            f"{name:38} {seconds:8.1f} {records / seconds:10,.0f} {seconds / records * 1e6:9.1f} {peak:13,.0f}"
-        )
-    print(
-        f"micro-batch latency: p50 {percentile(durations, 0.5):.1f} s, p95 {percentile(durations, 0.95):.1f} s"
-        f" over {len(durations)} batches (both queries)"
-    )
+        rate, cost = records / seconds, seconds / records * 1e6
+        print(f"{name:38} {seconds:8.1f} {rate:10,.0f} {cost:9.1f} {peak:13,.0f}")
+    p50, p95 = percentile(durations, 0.5), percentile(durations, 0.95)
+    print(f"micro-batch latency: p50 {p50:.1f} s, p95 {p95:.1f} s over {len(durations)} batches (both queries)")
     if len(rows) == 2:
         print(f"pipeline / bare time ratio: {rows[0][1] / rows[1][1]:.2f}")
     print("totals:", json.dumps(pipeline["totals"]))
