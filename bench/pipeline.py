@@ -172,7 +172,8 @@ def main() -> int:
         rate, cost = records / seconds, seconds / records * 1e6
         print(f"{name:38} {seconds:8.1f} {rate:10,.0f} {cost:9.1f} {peak:13,.0f}")
     p50, p95 = percentile(durations, 0.5), percentile(durations, 0.95)
-    print(f"micro-batch latency: p50 {p50:.1f} s, p95 {p95:.1f} s over {len(durations)} batches (both queries)")
+    batches = len(durations)
+    print(f"micro-batch latency: p50 {p50:.1f} s, p95 {p95:.1f} s over {batches} batches (both queries)")
     if len(rows) == 2:
         print(f"pipeline / bare time ratio: {rows[0][1] / rows[1][1]:.2f}")
     print("totals:", json.dumps(pipeline["totals"]))
