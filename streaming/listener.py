@@ -49,7 +49,7 @@ def format_line(s: dict[str, Any]) -> str:
     ]
     if s["records_in"] is not None:
         parts.append(f"records={s['records_in']} valid={s['valid']} quarantined={s['quarantined']}")
-    if s["watermark"]:
+    if s["watermark"] and not s["watermark"].startswith("1970-01-01T00:00:00"):
         parts.append(f"watermark={s['watermark']}")
     parts.append(f"state={s['state_rows']}")
     if s["query"] != "ingest":
