@@ -10,6 +10,9 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
 EVENTS ?= 20000
+KINESIS_STREAM ?= mediapulse-events
+KINESIS_SHARDS ?= 4
+KINESIS_REGION ?= us-east-1
 BENCH_EVENTS ?= 1000000
 
 .PHONY: help install run simulate top test lint bench docs clean run-kinesis
@@ -51,6 +54,19 @@ lint: install ## ruff over the code
 
 bench: install ## pipeline vs bare Spark batch job on BENCH_EVENTS events (see docs/benchmarks.md)
 	$(BIN)/python bench/pipeline.py --events $(BENCH_EVENTS)
+
+run-kinesis: install node_modules/.installed ## the same run through a local Kinesis-API server (started and stopped here)
+	rm -rf data/checkpoints/kinesis
+	url="$$(scripts/kinesis-local.sh start)"; trap 'scripts/kinesis-local.sh stop' EXIT; \
+	export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=$(KINESIS_REGION); \
+	$(BIN)/python -m streaming.producer create-stream $(KINESIS_STREAM) --shards $(KINESIS_SHARDS) \
+	  --endpoint "$$url" --region $(KINESIS_REGION); \
+	$(BIN)/mediapulse simulate --to kinesis --stream $(KINESIS_STREAM) --endpoint "$$url" \
+	  --region $(KINESIS_REGION) --events $(EVENTS); \
+	$(BIN)/mediapulse run --available-now --set source.kind=kinesis --set source.stream_name=$(KINESIS_STREAM) \
+	  --set source.endpoint_url="$$url" --set source.region=$(KINESIS_REGION) \
+	  --set checkpoint.path=data/checkpoints/kinesis; \
+	$(BIN)/mediapulse top --limit 10
 
 docs: install ## regenerate docs/events.md from the event schema
 	$(BIN)/mediapulse docs-events --out docs/events.md

@@ -71,6 +71,15 @@ def stop_signals(event: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _hit_admission_bound(queries: list[StreamingQuery], bound: int) -> bool:
+    """Whether any query's last data batch was cut at the source's per-trigger bound."""
+    for query in queries:
+        data = [p for p in query.recentProgress if p.numInputRows]
+        if data and data[-1].numInputRows >= bound:
+            return True
+    return False
+
+
 def run_pipeline(
     spark: SparkSession,
     cfg: AppConfig,
@@ -78,47 +87,76 @@ def run_pipeline(
     available_now: bool = False,
     stop: threading.Event | None = None,
     on_started: Callable[[list[StreamingQuery]], None] | None = None,
+    max_rounds: int = 10_000,
 ) -> ProgressReporter:
-    """Run until the queries finish (``available_now``), fail, or a stop is requested."""
+    """Run until the queries finish (``available_now``), fail, or a stop is requested.
+
+    The Python Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it
+    reads one bounded batch per run: with ``available_now`` the run is repeated (from the checkpoints)
+    until a run reads less than ``source.max_records_per_trigger``.
+    """
     reporter = ProgressReporter()
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
-    queries: list[StreamingQuery] = []
     try:
         with stop_signals(stop):
-            queries = start_pipeline(spark, cfg, available_now=available_now)
-            if on_started:
-                on_started(queries)
-            next_marker_check = 0.0
-            while any(q.isActive for q in queries):
-                if cfg.run.stop_marker and time.monotonic() >= next_marker_check:
-                    next_marker_check = time.monotonic() + cfg.run.stop_poll_interval.total_seconds()
-                    if marker_exists(spark, cfg.run.stop_marker):
-                        log.info(
-                            "stop marker %s found: stopping after the current batch", cfg.run.stop_marker
-                        )
-                        stop.set()
-                if stop.is_set():
-                    stop_after_current_batch(queries, cfg.run.stop_timeout.total_seconds())
+            for _ in range(max_rounds):
+                queries = _run_once(spark, cfg, reporter, available_now, stop, on_started)
+                on_started = None
+                repeat = (
+                    available_now
+                    and cfg.source.kind == "kinesis"
+                    and not stop.is_set()
+                    and _hit_admission_bound(queries, cfg.source.max_records_per_trigger)
+                )
+                if not repeat:
                     break
-                for query in queries:
-                    if query.isActive:
-                        try:
-                            query.awaitTermination(0.5)
-                        except StreamingQueryException:
-                            break  # reported below, after every query is stopped
-                if any(q.exception() for q in queries):
-                    break
+                log.info("a batch hit source.max_records_per_trigger: reading the rest of the backlog")
+    finally:
+        spark.streams.removeListener(reporter)
+    return reporter
+
+
+def _run_once(
+    spark: SparkSession,
+    cfg: AppConfig,
+    reporter: ProgressReporter,
+    available_now: bool,
+    stop: threading.Event,
+    on_started: Callable[[list[StreamingQuery]], None] | None,
+) -> list[StreamingQuery]:
+    queries: list[StreamingQuery] = []
+    try:
+        queries = start_pipeline(spark, cfg, available_now=available_now)
+        if on_started:
+            on_started(queries)
+        next_marker_check = 0.0
+        while any(q.isActive for q in queries):
+            if cfg.run.stop_marker and time.monotonic() >= next_marker_check:
+                next_marker_check = time.monotonic() + cfg.run.stop_poll_interval.total_seconds()
+                if marker_exists(spark, cfg.run.stop_marker):
+                    log.info("stop marker %s found: stopping after the current batch", cfg.run.stop_marker)
+                    stop.set()
+            if stop.is_set():
+                stop_after_current_batch(queries, cfg.run.stop_timeout.total_seconds())
+                break
+            for query in queries:
+                if query.isActive:
+                    try:
+                        query.awaitTermination(0.5)
+                    except StreamingQueryException:
+                        break  # reported below, after every query is stopped
+            if any(q.exception() for q in queries):
+                break
     finally:
         failures = [q for q in queries if q.exception()]
         for query in queries:
             if query.isActive:
                 query.stop()
-        spark.streams.removeListener(reporter)
         reporter.reconcile(queries)
     if failures:
         first = failures[0]
         raise PipelineError(
             f"query {first.name} failed: {root_cause(str(first.exception()))}"
         ) from first.exception()
-    return reporter
+    return queries

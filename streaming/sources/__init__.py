@@ -12,8 +12,8 @@ def kinesis_to_raw(records: DataFrame) -> DataFrame:
     """The Kinesis connector schema -> raw records; ``source`` names stream, partition key and sequence."""
     return records.select(
         F.col("data").cast("string").alias("value"),
-        F.concat_ws(
-            "/", F.lit("kinesis:"), F.col("streamName"), F.col("partitionKey"), F.col("sequenceNumber")
+        F.concat(
+            F.lit("kinesis://"), F.concat_ws("/", "streamName", "partitionKey", "sequenceNumber")
         ).alias("source"),
         F.current_timestamp().alias("ingest_time"),
     )

@@ -118,7 +118,7 @@ class _Prefetch:
     thread: threading.Thread
     batches: list[pa.RecordBatch] = field(default_factory=list)
     end: KinesisOffset | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 class KinesisStreamReader(SimpleDataSourceStreamReader):
@@ -166,7 +166,7 @@ class KinesisStreamReader(SimpleDataSourceStreamReader):
         def run() -> None:
             try:
                 prefetch.batches, prefetch.end = self.fetcher.fetch(base)
-            except BaseException as e:  # handed to the next trigger, which raises it
+            except Exception as e:  # handed to the next trigger, which raises it
                 prefetch.error = e
 
         prefetch = _Prefetch(base, threading.Thread(target=run, name="kinesis-prefetch", daemon=True))

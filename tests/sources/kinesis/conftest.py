@@ -1,0 +1,128 @@
+"""A private Kinesis-API server (kinesalite, pinned in package.json) on loopback for the Kinesis tests."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from streaming.config import SourceConfig
+from streaming.producer import create_stream
+
+ROOT = Path(__file__).resolve().parents[3]
+LAUNCHER = ROOT / "scripts" / "kinesalite-loopback.js"
+REGION = "us-east-1"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mediapulse-test", "AWS_SECRET_ACCESS_KEY": "mediapulse-test"}
+
+# Spark's JVM, and the Python workers it starts for the source, keep the environment of the moment the
+# session starts, which can be before any fixture here runs: the local server's dummy credentials are
+# set when this file is imported, at collection. (They only sign requests to the loopback server.)
+for _name, _value in DUMMY_CREDENTIALS.items():
+    os.environ.setdefault(_name, _value)
+
+
+def _await_port(process: subprocess.Popen[str], timeout: float) -> int:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = process.stdout.readline()
+        if line.startswith("listening "):
+            return int(line.split()[1])
+        if not line and process.poll() is not None:
+            break
+    raise RuntimeError(f"kinesalite did not start within {timeout:.0f} s (exit code {process.poll()})")
+
+
+def _await_answer(client: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.list_streams()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """kinesalite on 127.0.0.1 and a free port, with streams created and resharded without delay."""
+    if shutil.which("node") is None or not (ROOT / "node_modules" / ".bin" / "kinesalite").exists():
+        pytest.skip("kinesalite is not installed: run `npm ci` (make test does)")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in DUMMY_CREDENTIALS.items():
+            env.setenv(name, os.environ.get(name, value))
+        log = (tmp_path_factory.mktemp("kinesalite") / "kinesalite.log").open("w")
+        process = subprocess.Popen(
+            ["node", str(LAUNCHER), "--port", "0", "--createStreamMs", "0", "--deleteStreamMs", "0",
+             "--updateStreamMs", "0", "--shardLimit", "50"],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
+        try:
+            endpoint = f"http://127.0.0.1:{_await_port(process, timeout=20)}"
+            _await_answer(kinesis_client_for(endpoint), timeout=10)
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def kinesis_client_for(endpoint: str) -> Any:
+    return boto3.session.Session().client(
+        "kinesis", endpoint_url=endpoint, region_name=REGION, config=Config(retries={"total_max_attempts": 1})
+    )
+
+
+@pytest.fixture(scope="session")
+def kinesis(kinesis_endpoint: str) -> Any:
+    """A plain boto3 Kinesis client on the local server, for arranging tests and checking results."""
+    return kinesis_client_for(kinesis_endpoint)
+
+
+@pytest.fixture
+def make_stream(kinesis_endpoint: str) -> Callable[[int], str]:
+    """Create a fresh, uniquely named stream with the given number of shards; returns its name."""
+
+    def make(shards: int = 2) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        create_stream(name, shards, kinesis_endpoint, REGION, timeout=10)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def source_config(kinesis_endpoint: str) -> Callable[..., SourceConfig]:
+    """``source_config(stream, **overrides)``: the Kinesis source on the local server."""
+
+    def build(stream: str, **overrides: Any) -> SourceConfig:
+        values: dict[str, Any] = {
+            "kind": "kinesis",
+            "stream_name": stream,
+            "endpoint_url": kinesis_endpoint,
+            "region": REGION,
+            "implementation": "python",
+        }
+        values.update(overrides)
+        return SourceConfig(**values)
+
+    return build

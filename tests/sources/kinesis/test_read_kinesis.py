@@ -1,0 +1,231 @@
+"""Whole queries: ``read_kinesis`` with the Python source against the local Kinesis-API server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
+
+from streaming.config import SourceConfig
+from streaming.producer import send_lines
+from streaming.sources.kinesis import (
+    MARKER_FILE,
+    ImplementationMismatchError,
+    StreamNotFoundError,
+    read_kinesis,
+)
+from tests.sources.kinesis.conftest import REGION
+
+# The awslabs spark-sql-kinesis-connector's documented schema, written out independently of the code.
+CONNECTOR_SCHEMA = StructType(
+    [
+        StructField("data", BinaryType(), True),
+        StructField("streamName", StringType(), True),
+        StructField("partitionKey", StringType(), True),
+        StructField("sequenceNumber", StringType(), True),
+        StructField("approximateArrivalTimestamp", TimestampType(), True),
+    ]
+)
+
+
+def events(count: int, start: int = 0) -> list[str]:
+    return [json.dumps({"user_id": f"user-{i % 11}", "n": i}) for i in range(start, start + count)]
+
+
+def run_available_now(frame: DataFrame, checkpoint: Path) -> list[list[dict[str, Any]]]:
+    """Run the query with trigger(availableNow): each micro-batch's rows, in the order the source gave."""
+    batches: list[list[dict[str, Any]]] = []
+
+    def collect(batch: DataFrame, batch_id: int) -> None:
+        batches.append([row.asDict() for row in batch.collect()])
+
+    query = (
+        frame.writeStream.foreachBatch(collect)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        query.awaitTermination(120)
+    finally:
+        query.stop()
+    return batches
+
+
+def data_of(rows: list[dict[str, Any]]) -> list[str]:
+    return [bytes(row["data"]).decode() for row in rows]
+
+
+def per_user(lines: list[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for line in lines:
+        grouped.setdefault(json.loads(line)["user_id"], []).append(line)
+    return grouped
+
+
+def test_frame_has_the_connector_schema(
+    spark: SparkSession,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    frame = read_kinesis(spark, source_config(make_stream(1)), str(tmp_path / "checkpoint"))
+
+    assert frame.isStreaming
+    assert frame.schema == CONNECTOR_SCHEMA
+
+
+def test_available_now_yields_every_record_once_in_order_per_shard(
+    spark: SparkSession,
+    kinesis_endpoint: str,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    stream = make_stream(3)
+    sent = events(500)
+    send_lines(sent, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    checkpoint = tmp_path / "checkpoint"
+
+    batches = run_available_now(read_kinesis(spark, source_config(stream), str(checkpoint)), checkpoint)
+
+    rows = [row for batch in batches for row in batch]
+    assert sorted(data_of(rows)) == sorted(sent)  # every record, exactly once
+    assert per_user(data_of(rows)) == per_user(sent)  # a shard's records in sequence order
+    assert {(row["streamName"], row["partitionKey"]) for row in rows} == {
+        (stream, json.loads(line)["user_id"]) for line in sent
+    }
+    assert (checkpoint / MARKER_FILE).read_text().strip() == "python"
+
+
+def test_restart_from_checkpoint_reads_only_the_new_records(
+    spark: SparkSession,
+    kinesis_endpoint: str,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    stream = make_stream(2)
+    first, second = events(150), events(150, start=150)
+    checkpoint, output = tmp_path / "checkpoint", tmp_path / "out"
+
+    def run() -> None:
+        query = (
+            read_kinesis(spark, source_config(stream), str(checkpoint))
+            .selectExpr("CAST(data AS STRING) AS line", "sequenceNumber")
+            .writeStream.format("parquet")
+            .option("path", str(output))
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
+        try:
+            query.awaitTermination(120)
+        finally:
+            query.stop()
+
+    send_lines(first, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    run()
+    after_first = sorted(row.line for row in spark.read.parquet(str(output)).collect())
+    send_lines(second, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    run()
+    after_second = sorted(row.line for row in spark.read.parquet(str(output)).collect())
+
+    assert after_first == sorted(first)
+    assert after_second == sorted(first + second)
+
+
+def test_empty_stream_terminates_with_no_rows(
+    spark: SparkSession,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+
+    batches = run_available_now(
+        read_kinesis(spark, source_config(make_stream(2)), str(checkpoint)), checkpoint
+    )
+
+    assert [row for batch in batches for row in batch] == []
+
+
+def test_max_records_per_trigger_bounds_every_batch(
+    spark: SparkSession,
+    kinesis_endpoint: str,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    stream = make_stream(2)
+    send_lines(events(250), stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    frame = read_kinesis(
+        spark, source_config(stream, max_records_per_trigger=100), str(tmp_path / "checkpoint")
+    )
+
+    query = (
+        frame.writeStream.format("noop").option("checkpointLocation", str(tmp_path / "checkpoint")).start()
+    )
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+
+    sizes = [progress["numInputRows"] for progress in query.recentProgress if progress["numInputRows"]]
+    assert sizes == [100, 100, 50]
+
+
+def test_missing_stream_is_named_before_the_query_starts(
+    spark: SparkSession, source_config: Callable[..., SourceConfig], tmp_path: Path
+) -> None:
+    with pytest.raises(StreamNotFoundError, match="'no-such-stream' does not exist"):
+        read_kinesis(spark, source_config("no-such-stream"), str(tmp_path / "checkpoint"))
+
+
+def test_checkpoint_of_the_other_implementation_is_refused(
+    spark: SparkSession,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text('v1\n{}\n{"metadata":{"streamName":"events","batchId":"0"}}\n')
+    (checkpoint / MARKER_FILE).write_text("connector\n")
+
+    with pytest.raises(ImplementationMismatchError, match=r"written by the 'connector' Kinesis source"):
+        read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+
+
+def test_checkpoint_with_offsets_but_no_marker_is_refused(
+    spark: SparkSession,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text("v1\n{}\n{}\n")
+
+    with pytest.raises(ImplementationMismatchError, match="no source-implementation marker"):
+        read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+
+
+def test_marker_of_a_checkpoint_without_offsets_is_replaced(
+    spark: SparkSession,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / MARKER_FILE).write_text("connector\n")
+
+    read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+
+    assert (checkpoint / MARKER_FILE).read_text() == "python\n"
