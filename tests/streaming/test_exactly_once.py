@@ -39,6 +39,14 @@ AGGREGATE_SCHEMA = T.StructType(
 )
 
 
+START = datetime(2026, 11, 1, 10, 0)
+END = START + timedelta(minutes=5)
+# window_start, window_end, content, affiliate, platform, title, category, content_type,
+# impressions, clicks, play_starts, completions, watch_time_ms, unique_viewers, ctr, completion_rate
+ROW_C1 = (START, END, "c1", "a1", "web", "T", "news", "video", 10, 2, 1, 0, 0, 7, 0.2, 0.0)  # fmt: skip
+ROW_C2 = (START, END, "c2", "a1", "ios", None, None, None, 4, 0, 0, 0, 0, 3, 0.0, None)  # fmt: skip
+
+
 def event(event_id: str, minute: int, event_type: str = "impression", content: str = "c1") -> str:
     moment = datetime(2026, 11, 1, 10, 0, tzinfo=UTC) + timedelta(minutes=minute)
     return json.dumps(
@@ -75,48 +83,7 @@ def ledger(cfg) -> list[tuple]:
 def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
-    start = datetime(2026, 11, 1, 10, 0)
-    batch = spark.createDataFrame(
-        [
-            (
-                start,
-                start + timedelta(minutes=5),
-                "c1",
-                "a1",
-                "web",
-                "T",
-                "news",
-                "video",
-                10,
-                2,
-                1,
-                0,
-                0,
-                7,
-                0.2,
-                0.0,
-            ),
-            (
-                start,
-                start + timedelta(minutes=5),
-                "c2",
-                "a1",
-                "ios",
-                None,
-                None,
-                None,
-                4,
-                0,
-                0,
-                0,
-                0,
-                3,
-                0.0,
-                None,
-            ),
-        ],
-        AGGREGATE_SCHEMA,
-    )
+    batch = spark.createDataFrame([ROW_C1, ROW_C2], AGGREGATE_SCHEMA)
     writer = BatchWriter(tuple(engagement_sinks(cfg)), prepare=stamp)
     writer(batch, 7)
     first_rows = warehouse_rows(cfg)
@@ -132,25 +99,7 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
-    start = datetime(2026, 11, 1, 10, 0)
-    row = (
-        start,
-        start + timedelta(minutes=5),
-        "c1",
-        "a1",
-        "web",
-        "T",
-        "news",
-        "video",
-        10,
-        2,
-        1,
-        0,
-        0,
-        7,
-        0.2,
-        0.0,
-    )
+    row = ROW_C1
     lake_sink = engagement_sinks(cfg)[0]
     lake_sink.write(stamp(spark.createDataFrame([row], AGGREGATE_SCHEMA), 3), 3)
     replayed = (*row[:8], 11, *row[9:])
