@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from pyspark.errors import PySparkException
+
 from streaming.config import AppConfig, ConfigError, load_config
 
 log = logging.getLogger("mediapulse")
@@ -182,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return 2
+    except PySparkException as e:
+        log.error("Spark: %s", str(e).strip().splitlines()[0])
+        if args.verbose:
+            raise
+        return 1
     except (ValueError, RuntimeError, OSError) as e:
         log.error("%s: %s", type(e).__name__, e)
         if args.verbose:

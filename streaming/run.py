@@ -17,6 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
 from streaming.query import start_pipeline
+from streaming.storage import path_exists
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,7 @@ def root_cause(text: str) -> str:
 
 def marker_exists(spark: SparkSession, uri: str) -> bool:
     """Whether a stop marker exists, through Hadoop's file systems (local, s3://, hdfs://)."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+    return path_exists(spark, uri)
 
 
 def stop_after_current_batch(queries: list[StreamingQuery], timeout_s: float) -> None:

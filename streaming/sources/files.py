@@ -6,6 +6,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from streaming.config import SourceConfig
+from streaming.storage import path_exists
+
+
+class SourceError(ValueError):
+    """The configured source cannot be read."""
 
 
 def read_files(spark: SparkSession, cfg: SourceConfig) -> DataFrame:
@@ -14,6 +19,10 @@ def read_files(spark: SparkSession, cfg: SourceConfig) -> DataFrame:
     Gzip is decompressed by file extension; ``YYYY/MM/DD/HH/`` sub-folders are walked; at most
     ``max_files_per_trigger`` new files enter each micro-batch, oldest first.
     """
+    if not path_exists(spark, cfg.path):
+        raise SourceError(
+            f"source.path {cfg.path!r} does not exist (create it, or point source.path elsewhere)"
+        )
     lines = (
         spark.readStream.format("text")
         .option("recursiveFileLookup", "true")

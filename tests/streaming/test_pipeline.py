@@ -150,3 +150,13 @@ def test_stop_marker_stops_the_app_after_the_current_batch(spark, tmp_path):
     truth = oracle.expected(scenario.incoming_files(), scenario.now)
     assert reporter.totals["ingest"]["records_in"] == truth.records
     assert_matches_truth(warehouse_rows(cfg), truth)
+
+
+def test_a_missing_source_folder_is_a_clear_error_naming_the_key(spark, tmp_path):
+    from streaming.sources.files import SourceError
+
+    make_scenario(tmp_path, events=10, files=1, contents=5, users=5, seed=1)
+    cfg = pipeline_config(tmp_path, f"source.path={tmp_path / 'nowhere'}")
+    with pytest.raises(SourceError, match="source.path"):
+        run_pipeline(spark, cfg, available_now=True)
+    assert not spark.streams.active

@@ -31,6 +31,7 @@ from streaming.sources.kinesis.errors import (
 )
 from streaming.sources.kinesis.python_source import read_python
 from streaming.sources.kinesis.records import KINESIS_SCHEMA
+from streaming.storage import hadoop_path
 
 __all__ = [
     "KINESIS_SCHEMA",
@@ -66,11 +67,10 @@ def choose_implementation(spark: SparkSession, cfg: SourceConfig) -> str:
 
 def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     """A Hadoop ``Path`` and its ``FileSystem``: the same storage Spark writes the checkpoint to."""
-    jvm = spark._jvm
-    if jvm is None:
-        raise KinesisSourceError("the Kinesis source needs a classic (non-Connect) SparkSession")
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path, hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    try:
+        return hadoop_path(spark, path)
+    except RuntimeError as e:
+        raise KinesisSourceError(str(e)) from e
 
 
 def claim_checkpoint(spark: SparkSession, checkpoint_path: str, implementation: str) -> None:
