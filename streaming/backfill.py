@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sinks.base import write_all
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
-from streaming.aggregate import add_rates, aggregate_engagement
 from streaming.config import AppConfig
-from streaming.dedup import deduplicate
-from streaming.enrich import enrich_with_content
-from streaming.query import stamp
+from streaming.query import engagement_from_events, stamp
 from streaming.schema import EVENT_SCHEMA
 from streaming.sources.content_dim import read_content_dimension
 
@@ -49,19 +46,6 @@ def align_range(start: datetime, end: datetime, window: timedelta) -> tuple[date
     return first, last
 
 
-def backfill_frame(events: DataFrame, content: DataFrame, cfg: AppConfig) -> DataFrame:
-    """The same transforms as the streaming engagement query, applied to a static event log."""
-    return (
-        events.select(*EVENT_SCHEMA.fieldNames())
-        .transform(lambda df: deduplicate(df, "event_time", cfg.engagement.watermark))
-        .transform(lambda df: enrich_with_content(df, content))
-        .transform(
-            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_lg_k)
-        )
-        .transform(add_rates)
-    )
-
-
 def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: datetime) -> int:
     """Recompute and upsert every window overlapping ``[start, end)``; returns the rows written."""
     first, last = align_range(start, end, cfg.engagement.window)
@@ -77,7 +61,14 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
         )
     )
     content = read_content_dimension(spark, cfg.dimensions)
-    frame = stamp(backfill_frame(events, content, cfg), 0)
+    aggregates = engagement_from_events(
+        events.select(*EVENT_SCHEMA.fieldNames()),
+        content,
+        cfg.engagement.watermark,
+        cfg.engagement.window,
+        cfg.engagement.unique_viewers_lg_k,
+    )
+    frame = stamp(aggregates, 0)
     query = f"backfill-{first:%Y%m%dT%H%M%S}-{last:%Y%m%dT%H%M%S}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     sink = WarehouseSink("warehouse", query, cfg.staging_path, lambda: open_warehouse(cfg.warehouse))
     frame = frame.persist()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -65,29 +66,44 @@ def with_content_metrics(enriched: DataFrame) -> DataFrame:
     )
 
 
-def ingest_frame(raw: DataFrame, cfg: AppConfig) -> DataFrame:
+def ingest_frame(raw: DataFrame, max_future_skew: timedelta, dedup_retention: timedelta) -> DataFrame:
     """Parsed records, valid ones deduplicated by event id in arrival time; invalid ones all kept."""
-    parsed = with_record_metrics(parse_events(raw, cfg.validation.max_future_skew))
+    parsed = with_record_metrics(parse_events(raw, max_future_skew))
     valid = F.size("reasons") == 0
     # Invalid records never collapse: each gets a key of its own.
     keyed = parsed.withColumn(
         "_dedup_key", F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()")))
     )
-    return deduplicate(keyed, "ingest_time", cfg.dedup.retention, key="_dedup_key").drop("_dedup_key")
+    return deduplicate(keyed, "ingest_time", dedup_retention, key="_dedup_key").drop("_dedup_key")
 
 
-def engagement_frame(raw: DataFrame, content: DataFrame, cfg: AppConfig) -> DataFrame:
+def engagement_frame(
+    raw: DataFrame,
+    content: DataFrame,
+    *,
+    max_future_skew: timedelta,
+    watermark: timedelta,
+    window: timedelta,
+    viewers_lg_k: int,
+) -> DataFrame:
     """Valid, deduplicated, enriched events aggregated into windows, with rates."""
     return (
-        parse_events(raw, cfg.validation.max_future_skew)
+        parse_events(raw, max_future_skew)
         .transform(with_record_metrics)
         .transform(valid_events)
-        .transform(lambda df: deduplicate(df, "event_time", cfg.engagement.watermark))
+        .transform(lambda df: engagement_from_events(df, content, watermark, window, viewers_lg_k))
+    )
+
+
+def engagement_from_events(
+    events: DataFrame, content: DataFrame, watermark: timedelta, window: timedelta, viewers_lg_k: int
+) -> DataFrame:
+    """Valid events -> deduplicated, enriched, windowed aggregates with rates (streaming or batch)."""
+    return (
+        deduplicate(events, "event_time", watermark)
         .transform(lambda df: enrich_with_content(df, content))
         .transform(with_content_metrics)
-        .transform(
-            lambda df: aggregate_engagement(df, cfg.engagement.window, cfg.engagement.unique_viewers_lg_k)
-        )
+        .transform(lambda df: aggregate_engagement(df, window, viewers_lg_k))
         .transform(add_rates)
     )
 
@@ -173,7 +189,11 @@ def start_pipeline(
 
     ingest = (
         _writer(
-            ingest_frame(read_source(spark, cfg.source, f"{checkpoint}/{INGEST}"), cfg),
+            ingest_frame(
+                read_source(spark, cfg.source, f"{checkpoint}/{INGEST}"),
+                cfg.validation.max_future_skew,
+                cfg.dedup.retention,
+            ),
             INGEST,
             cfg,
             available_now,
@@ -183,7 +203,14 @@ def start_pipeline(
     )
     engagement = (
         _writer(
-            engagement_frame(read_source(spark, cfg.source, f"{checkpoint}/{ENGAGEMENT}"), content, cfg),
+            engagement_frame(
+                read_source(spark, cfg.source, f"{checkpoint}/{ENGAGEMENT}"),
+                content,
+                max_future_skew=cfg.validation.max_future_skew,
+                watermark=cfg.engagement.watermark,
+                window=cfg.engagement.window,
+                viewers_lg_k=cfg.engagement.unique_viewers_lg_k,
+            ),
             ENGAGEMENT,
             cfg,
             available_now,
