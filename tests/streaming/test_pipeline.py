@@ -157,6 +157,6 @@ def test_a_missing_source_folder_is_a_clear_error_naming_the_key(spark, tmp_path
 
     make_scenario(tmp_path, events=10, files=1, contents=5, users=5, seed=1)
     cfg = pipeline_config(tmp_path, f"source.path={tmp_path / 'nowhere'}")
-    with pytest.raises(SourceError, match="source.path"):
+    with pytest.raises(SourceError, match=r"source\.path"):
         run_pipeline(spark, cfg, available_now=True)
     assert not spark.streams.active
