@@ -9,7 +9,6 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sinks.base import write_all
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.config import AppConfig
@@ -71,10 +70,10 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
     frame = stamp(aggregates, 0)
     query = f"backfill-{first:%Y%m%dT%H%M%S}-{last:%Y%m%dT%H%M%S}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     sink = WarehouseSink("warehouse", query, cfg.staging_path, lambda: open_warehouse(cfg.warehouse))
-    frame = frame.persist()
+    frame.persist()
     try:
         rows = frame.count()
-        write_all([sink], frame, 0)
+        sink.write(frame, 0)
     finally:
         frame.unpersist()
     log.info("backfill %s .. %s: %d window rows upserted", first.isoformat(), last.isoformat(), rows)

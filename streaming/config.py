@@ -6,8 +6,8 @@ Sources of values, lowest to highest priority:
   3. ``--set section.key=value`` overrides from the command line.
 
 Unknown keys and bad values fail at start with a :class:`ConfigError` naming every offending key.
-No secrets live in files: secret-bearing values are ``SecretStr`` and come from the environment or
-from a secrets manager at run time.
+No secrets live in files or in this tree: warehouse passwords come only from the environment, IAM or
+Secrets Manager at connect time (see docs/redshift.md).
 """
 
 from __future__ import annotations

@@ -67,7 +67,6 @@ class ProgressReporter(StreamingQueryListener):
         self._lock = threading.Lock()
         self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.durations: dict[str, list[int]] = defaultdict(list)
-        self.errors: list[str] = []
         self._seen: set[tuple[str, int]] = set()
 
     def reconcile(self, queries: list[Any]) -> None:
@@ -104,8 +103,6 @@ class ProgressReporter(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:
         if event.exception:
-            with self._lock:
-                self.errors.append(event.exception)
             log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
 
     def summary_lines(self) -> list[str]:

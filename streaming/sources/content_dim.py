@@ -32,20 +32,12 @@ class DimensionError(RuntimeError):
     """The content dimension cannot be read."""
 
 
-def _arrow_schema() -> Any:
+def arrow_schema() -> Any:
+    """:data:`CONTENT_DIM_SCHEMA` as an Arrow schema (all fields nullable: bad rows are filtered later)."""
     import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
 
-    return pa.schema(
-        [
-            pa.field("content_id", pa.string()),
-            pa.field("title", pa.string()),
-            pa.field("category", pa.string()),
-            pa.field("content_type", pa.string()),
-            pa.field("duration_s", pa.int32()),
-            pa.field("publisher", pa.string()),
-            pa.field("published_at", pa.timestamp("us", tz="UTC")),
-        ]
-    )
+    return pa.schema([field.with_nullable(True) for field in to_arrow_schema(CONTENT_DIM_SCHEMA)])
 
 
 def _format_of(path: str, fmt: str) -> str:
@@ -70,8 +62,7 @@ def _files(path: str) -> tuple[Any, list[str]]:
         return fs, [root]
     found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     files = sorted(
-        f.path for f in found
-        if f.type == pafs.FileType.File and not f.base_name.startswith(("_", "."))
+        f.path for f in found if f.type == pafs.FileType.File and not f.base_name.startswith(("_", "."))
     )
     if not files:
         raise DimensionError(f"content dimension folder {path} holds no data files")
@@ -84,7 +75,7 @@ def load_table(path: str, fmt: str) -> Any:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    schema = _arrow_schema()
+    schema = arrow_schema()
     fmt = _format_of(path, fmt)
     fs, files = _files(path)
     tables = []

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sinks.warehouse.base import COLUMN_NAMES, ENGAGEMENT_COLUMNS, KEY, StagedBatch
+from streaming.sources.content_dim import arrow_schema
 
 Row = dict[str, Any]
 
@@ -150,17 +151,7 @@ def totals(rows: Iterable[Row]) -> dict[str, int]:
     return {m: sum(r[m] for r in rows) for m in ("impressions", "clicks", "play_starts", "completions")}
 
 
-CONTENT_DIM_ARROW = pa.schema(
-    [
-        pa.field("content_id", pa.string()),
-        pa.field("title", pa.string()),
-        pa.field("category", pa.string()),
-        pa.field("content_type", pa.string()),
-        pa.field("duration_s", pa.int32()),
-        pa.field("publisher", pa.string()),
-        pa.field("published_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+CONTENT_DIM_ARROW = arrow_schema()
 
 
 def dim_rows(n: int) -> list[Row]:
