@@ -59,6 +59,13 @@ class SourceConfig(_Section):
     consumer_type: Literal["polling", "efo"] = "polling"
     consumer_name: str | None = None
     max_records_per_trigger: int = Field(default=100_000, ge=1)
+    get_records_per_second: int = Field(
+        default=5,
+        ge=1,
+        le=5,
+        description="GetRecords calls per second on each shard, at most Kinesis's quota of 5 (shared by "
+        "every polling consumer of the shard); lower it to leave room for other consumers.",
+    )
     max_fetch_time: PositiveDuration = timedelta(seconds=10)
     max_retries: int = Field(default=8, ge=0)
     retry_base_delay: PositiveDuration = timedelta(milliseconds=200)
