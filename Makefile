@@ -49,8 +49,9 @@ node_modules/.installed: package.json package-lock.json
 test: install node_modules/.installed ## run the test suite (starts and stops its own local services)
 	$(BIN)/python -m pytest -q
 
-lint: install ## ruff over the code
-	$(BIN)/ruff check streaming sinks bootstrap tests bench
+lint: install ## ruff over the code; refuse installs from a local path or file URL
+	$(BIN)/ruff check streaming sinks bootstrap tests bench scripts
+	$(BIN)/python scripts/check_public_installs.py
 
 bench: install ## pipeline vs bare Spark batch job on BENCH_EVENTS events (see docs/benchmarks.md)
 	$(BIN)/python bench/pipeline.py --events $(BENCH_EVENTS)
