@@ -1,24 +1,24 @@
 # syntax=docker/dockerfile:1
 # mediapulse runtime image: Python 3.11, a headless Java 17 runtime, and the app with its dependencies in
-# a virtualenv. No secrets are baked in: AWS credentials come from the environment, a mounted profile or
-# the task's role at run time.
+# a virtualenv, every one pinned by constraints.txt and downloaded from the public index. No secrets are
+# baked in: credentials come from the environment at run time.
 #
 # Local use (the default command drains config/local.yaml's inputs under /app/data, then exits):
 #   docker build -t mediapulse .
+#   docker run --rm -v "$PWD/data:/app/data" mediapulse simulate --out data/incoming
 #   docker run --rm -v "$PWD/data:/app/data" mediapulse
-#   docker run --rm -v "$PWD/data:/app/data" mediapulse simulate --help
-#   docker run --rm -e AWS_REGION -e AWS_PROFILE -v "$HOME/.aws:/home/mediapulse/.aws:ro" \
-#       -v "$PWD/config:/app/config:ro" mediapulse run --config /app/config/emr.yaml
-# Pinned dependencies: `mediapulse emr package --no-upload`, copy dist/<version>/constraints.txt next to
-# this file, then build; the builder installs with `--constraint constraints.txt` when it is present.
+#   docker run --rm -v "$PWD/data:/app/data" mediapulse top
+# The image reads and writes local paths (a mounted volume) and reaches PostgreSQL or Redshift over the
+# network. It has no s3:// file system (pip's PySpark ships without hadoop-aws), so config/emr.yaml runs
+# on Amazon EMR (docs/deploy-emr.md), not in this image.
 #
 # As a base for EMR on EKS or EMR Serverless custom images: those images must start FROM the EMR
 # release's own base image (Spark, Java and the EMR integrations come from it; see "Customizing an EMR
 # Serverless image" / "How to customize Docker images" for the URI of emr-spark-8.0.0), switch to
-# `USER root`, copy /dist/*.whl and constraints.txt from this file's builder stage
-# (`docker build --target builder`), `pip install -r constraints.txt` then `pip install --no-deps` the
-# wheel into the image's Python, and end with `USER hadoop:hadoop`. Do not install pyspark there: the
-# base image's Spark provides it.
+# `USER root`, copy /dist/*.whl from this file's builder stage (`docker build --target builder`) and the
+# constraints.txt of `mediapulse emr package --no-upload` (the runtime closure without pyspark and py4j),
+# `pip install -r constraints.txt` then `pip install --no-deps` the wheel into the image's Python, and
+# end with `USER hadoop:hadoop`. Do not install pyspark there: the base image's Spark provides it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -26,17 +26,18 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-RUN python -m pip install "hatchling==1.33.0"
-# constraints.tx[t] matches nothing when no constraints file was copied in; the build goes on without it.
-COPY pyproject.toml README.md constraints.tx[t] ./
+COPY constraints.txt ./
+# hatchling's version comes from constraints.txt, like every other package's.
+# hadolint ignore=DL3013
+RUN python -m pip install --constraint constraints.txt hatchling
+COPY pyproject.toml README.md ./
 COPY config ./config
 COPY streaming ./streaming
 COPY sinks ./sinks
 COPY bootstrap ./bootstrap
 RUN python -m pip wheel --no-deps --no-build-isolation . -w /dist \
     && python -m venv /opt/venv \
-    && if [ -f constraints.txt ]; then set -- --constraint constraints.txt; fi \
-    && /opt/venv/bin/pip install "$@" /dist/mediapulse-*.whl \
+    && /opt/venv/bin/pip install --constraint constraints.txt /dist/mediapulse-*.whl \
     && /opt/venv/bin/pip freeze > /opt/venv/requirements.lock
 
 FROM ${PYTHON_IMAGE}
