@@ -69,8 +69,9 @@ run-kinesis: install node_modules/.installed ## the same run through a local Kin
 	  --set checkpoint.path=data/checkpoints/kinesis; \
 	$(BIN)/mediapulse top --limit 10
 
-docs: install ## regenerate docs/events.md from the event schema
+docs: install ## regenerate docs/events.md (event schema) and README's configuration table (config model)
 	$(BIN)/mediapulse docs-events --out docs/events.md
+	$(BIN)/mediapulse docs-config --update README.md
 
 clean: ## remove local data, checkpoints and the local warehouse
 	rm -rf data spark-warehouse

@@ -130,6 +130,16 @@ def cmd_docs_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs_config(args: argparse.Namespace) -> int:
+    from streaming.config_docs import config_table, with_config_table
+
+    if args.update:
+        args.update.write_text(with_config_table(args.update.read_text()))
+    else:
+        sys.stdout.write(config_table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mediapulse", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("docs-events", help="write the event contract (docs/events.md) from the schema")
     p.add_argument("--out", type=Path, default=None)
     p.set_defaults(func=cmd_docs_events)
+
+    p = sub.add_parser("docs-config", help="print the configuration table (README) from the config model")
+    p.add_argument(
+        "--update", type=Path, metavar="FILE", help="rewrite the table between its markers in FILE"
+    )
+    p.set_defaults(func=cmd_docs_config)
 
     for module in ("sinks.warehouse.admin", "bootstrap.cli"):
         try:

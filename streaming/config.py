@@ -47,18 +47,45 @@ class _Section(BaseModel):
 
 
 class SourceConfig(_Section):
-    kind: Literal["files", "kinesis"] = "files"
-    path: str = "data/incoming"
-    max_files_per_trigger: int = Field(default=100, ge=1)
-    # Kinesis (issue: consume Kinesis directly). Ignored for kind=files.
-    stream_name: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = None
-    starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = "TRIM_HORIZON"
-    starting_timestamp: str | None = None
-    consumer_type: Literal["polling", "efo"] = "polling"
-    consumer_name: str | None = None
-    max_records_per_trigger: int = Field(default=100_000, ge=1)
+    kind: Literal["files", "kinesis"] = Field(
+        default="files", description="where events come from: files below `source.path`, or a Kinesis stream"
+    )
+    path: str = Field(
+        default="data/incoming",
+        description="folder of newline-delimited JSON event files (plain or `.gz`, any nesting), local or "
+        "`s3://`",
+    )
+    max_files_per_trigger: int = Field(
+        default=100, ge=1, description="at most this many new files enter one micro-batch (oldest first)"
+    )
+    # Kinesis: ignored for kind=files.
+    stream_name: str | None = Field(
+        default=None, description="Kinesis stream to read (required with `source.kind: kinesis`)"
+    )
+    region: str | None = Field(
+        default=None, description="AWS region of the stream (unset: the AWS environment's region)"
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="Kinesis endpoint, e.g. a local Kinesis-API server (unset: AWS's for the region)",
+    )
+    starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = Field(
+        default="TRIM_HORIZON", description="where a query without a checkpoint starts reading the stream"
+    )
+    starting_timestamp: str | None = Field(
+        default=None,
+        description="ISO 8601 time to start at with `starting_position: AT_TIMESTAMP` (no zone means UTC)",
+    )
+    consumer_type: Literal["polling", "efo"] = Field(
+        default="polling",
+        description="`polling` (GetRecords) or `efo` (enhanced fan-out, with the EMR connector only)",
+    )
+    consumer_name: str | None = Field(
+        default=None, description="enhanced fan-out consumer name (required with `consumer_type: efo`)"
+    )
+    max_records_per_trigger: int = Field(
+        default=100_000, ge=1, description="at most this many Kinesis records enter one micro-batch"
+    )
     get_records_per_second: int = Field(
         default=5,
         ge=1,
@@ -66,12 +93,29 @@ class SourceConfig(_Section):
         description="GetRecords calls per second on each shard, at most Kinesis's quota of 5 (shared by "
         "every polling consumer of the shard); lower it to leave room for other consumers.",
     )
-    max_fetch_time: PositiveDuration = timedelta(seconds=10)
-    max_retries: int = Field(default=8, ge=0)
-    retry_base_delay: PositiveDuration = timedelta(milliseconds=200)
-    retry_max_delay: PositiveDuration = timedelta(seconds=5)
-    fail_on_data_loss: bool = True
-    implementation: Literal["auto", "connector", "python"] = "auto"
+    max_fetch_time: PositiveDuration = Field(
+        default=timedelta(seconds=10), description="time one trigger may spend reading the stream"
+    )
+    max_retries: int = Field(
+        default=8, ge=0, description="retries of a throttled or failed Kinesis call before the query fails"
+    )
+    retry_base_delay: PositiveDuration = Field(
+        default=timedelta(milliseconds=200),
+        description="backoff before the first retry of a Kinesis call; doubles with each retry (jittered)",
+    )
+    retry_max_delay: PositiveDuration = Field(
+        default=timedelta(seconds=5), description="longest backoff between retries of a Kinesis call"
+    )
+    fail_on_data_loss: bool = Field(
+        default=True,
+        description="fail the query when records expired before they were read; `false` logs a warning "
+        "and reads on from the oldest record left",
+    )
+    implementation: Literal["auto", "connector", "python"] = Field(
+        default="auto",
+        description="what reads the stream: the awslabs JVM `connector`, the boto3 `python` source, or "
+        "`auto` (the connector when its jar is on the classpath); see docs/kinesis.md",
+    )
 
     @model_validator(mode="after")
     def _kinesis_needs_stream(self) -> SourceConfig:
@@ -83,36 +127,72 @@ class SourceConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    max_future_skew: PositiveDuration = timedelta(hours=1)
+    max_future_skew: PositiveDuration = Field(
+        default=timedelta(hours=1),
+        description="events whose `event_time` is further ahead of processing time are quarantined",
+    )
 
 
 class DedupConfig(_Section):
-    # How long (in arrival time) an event_id is remembered for the lake's event log.
-    retention: PositiveDuration = timedelta(hours=1)
+    retention: PositiveDuration = Field(
+        default=timedelta(hours=1),
+        description="how long (in arrival time) an `event_id` is remembered, so a re-sent event is dropped",
+    )
 
 
 class DimensionsConfig(_Section):
-    content_path: str = "data/dimensions/content.csv"
-    format: Literal["auto", "csv", "parquet"] = "auto"
-    refresh_interval: PositiveDuration = timedelta(minutes=5)
+    content_path: str = Field(
+        default="data/dimensions/content.csv",
+        description="content dimension: a CSV (with header) or Parquet file or folder, local or `s3://`",
+    )
+    format: Literal["auto", "csv", "parquet"] = Field(
+        default="auto", description="file format of the content dimension; `auto` goes by the file name"
+    )
+    refresh_interval: PositiveDuration = Field(
+        default=timedelta(minutes=5), description="changed dimension files are picked up within this bound"
+    )
 
 
 class EngagementConfig(_Section):
-    window: PositiveDuration = timedelta(minutes=5)
-    watermark: PositiveDuration = timedelta(minutes=10)
-    # HLL sketch size for unique viewers: 2**lg_k buckets; 14 gives ~0.8 % relative standard error.
-    unique_viewers_lg_k: int = Field(default=14, ge=10, le=21)
+    window: PositiveDuration = Field(default=timedelta(minutes=5), description="tumbling window length")
+    watermark: PositiveDuration = Field(
+        default=timedelta(minutes=10),
+        description="lateness accepted before a window closes; later events are counted, windows unchanged",
+    )
+    unique_viewers_lg_k: int = Field(
+        default=14,
+        ge=10,
+        le=21,
+        description="HLL sketch size for unique viewers: 2^lg_k buckets; 14 gives ~0.8 % relative "
+        "standard error",
+    )
 
 
 class LakeConfig(_Section):
-    path: str = "data/lake"
+    path: str = Field(
+        default="data/lake",
+        description="Parquet lake root: event log, quarantine, engagement (`s3://…` on EMR)",
+    )
 
 
 class WarehouseConfig(_Section):
-    url: str = "duckdb:///data/warehouse.duckdb"
-    table: str = "content_engagement"
-    ledger_table: str = "mediapulse_batches"
-    staging_path: str | None = None  # default: <lake>/_staging
+    url: str = Field(
+        default="duckdb:///data/warehouse.duckdb",
+        description="`duckdb:///file`, `postgresql://user@host/db` or `redshift://…`; never a password "
+        "(see docs/redshift.md)",
+    )
+    table: str = Field(
+        default="content_engagement", description="table of the windowed numbers (`schema.table` allowed)"
+    )
+    ledger_table: str = Field(
+        default="mediapulse_batches",
+        description="ledger of applied batches, written in the same transaction as each load",
+    )
+    staging_path: str | None = Field(
+        default=None,
+        description="where a batch is staged as Parquet before its warehouse load (unset: "
+        "`<lake.path>/_staging`)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -131,30 +211,47 @@ class WarehouseConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    path: str = "data/checkpoints"
+    path: str = Field(
+        default="data/checkpoints", description="Spark checkpoints (offsets and state), one folder per query"
+    )
 
 
 class TriggerConfig(_Section):
-    interval: PositiveDuration = timedelta(seconds=10)
+    interval: PositiveDuration = Field(
+        default=timedelta(seconds=10),
+        description="micro-batch interval when long-running (`run --available-now` ignores it)",
+    )
 
 
 class RunConfig(_Section):
-    # When an object exists at this path (local or s3://), the app stops after the current micro-batch.
-    stop_marker: str | None = None
-    stop_poll_interval: PositiveDuration = timedelta(seconds=5)
-    # Upper bound on waiting for an in-flight micro-batch when stopping.
-    stop_timeout: PositiveDuration = timedelta(minutes=10)
+    stop_marker: str | None = Field(
+        default=None,
+        description="when an object exists at this path (local or `s3://`), the app stops after the current "
+        "micro-batch",
+    )
+    stop_poll_interval: PositiveDuration = Field(
+        default=timedelta(seconds=5), description="how often the stop marker is looked for"
+    )
+    stop_timeout: PositiveDuration = Field(
+        default=timedelta(minutes=10), description="longest wait for an in-flight micro-batch when stopping"
+    )
 
 
 class SparkConfig(_Section):
-    master: str | None = "local[2]"
-    shuffle_partitions: int = Field(default=4, ge=1)
-    log_level: Literal["ERROR", "WARN", "INFO"] = "ERROR"
-    conf: dict[str, str] = Field(default_factory=dict)
+    master: str | None = Field(
+        default="local[2]", description="Spark master (unset on a cluster, where spark-submit sets it)"
+    )
+    shuffle_partitions: int = Field(
+        default=4, ge=1, description="`spark.sql.shuffle.partitions`: partitions of the windowed state"
+    )
+    log_level: Literal["ERROR", "WARN", "INFO"] = Field(default="ERROR", description="Spark's own log level")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="more Spark settings (`key: value`), applied after mediapulse's own"
+    )
 
 
 class AppConfig(_Section):
-    app_name: str = "mediapulse"
+    app_name: str = Field(default="mediapulse", description="Spark application name")
     source: SourceConfig = SourceConfig()
     validation: ValidationConfig = ValidationConfig()
     dedup: DedupConfig = DedupConfig()
@@ -166,7 +263,10 @@ class AppConfig(_Section):
     trigger: TriggerConfig = TriggerConfig()
     run: RunConfig = RunConfig()
     spark: SparkConfig = SparkConfig()
-    emr: EmrConfig | None = None
+    emr: EmrConfig | None = Field(
+        default=None,
+        description="Amazon EMR deployment, read by `mediapulse emr …` (see docs/deploy-emr.md)",
+    )
 
     @property
     def staging_path(self) -> str:
@@ -203,13 +303,23 @@ def _scalar(text: str) -> Any:
         return text
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """``(variable name, dotted key, value)`` of each ``MEDIAPULSE__…`` variable."""
     found = []
     for name, value in sorted(environ.items()):
         if name.upper().startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
             dotted = name[len(ENV_PREFIX) :].lower().replace(ENV_DELIMITER, ".")
-            found.append((dotted, value))
+            found.append((name, dotted, value))
     return found
+
+
+def _origin(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], file: Path) -> str:
+    """Where the value at ``loc`` came from: the override that set it (or a key below it), else the file."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origins:
+            return origins[loc[:end]]
+    below = sorted({origin for key, origin in origins.items() if key[: len(loc)] == loc})
+    return ", ".join(below) if below else f"config file {file}"
 
 
 def load_config(
@@ -228,20 +338,27 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {file} must hold a mapping of sections, not {type(raw).__name__}")
 
-    for dotted, value in _env_overrides(os.environ if environ is None else environ):
-        _set_path(raw, dotted, _scalar(value), f"environment {ENV_PREFIX}{dotted.upper().replace('.', '__')}")
+    origins: dict[tuple[str, ...], str] = {}  # dotted key -> the variable or flag that set it
+    for name, dotted, value in _env_overrides(os.environ if environ is None else environ):
+        origin = f"environment variable {name}"
+        _set_path(raw, dotted, _scalar(value), origin)
+        origins[tuple(p for p in dotted.split(".") if p)] = origin
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected key=value")
-        _set_path(raw, key.strip(), _scalar(value), f"--set {key.strip()}")
+        origin = f"--set {key.strip()}"
+        _set_path(raw, key.strip(), _scalar(value), origin)
+        origins[tuple(p for p in key.strip().split(".") if p)] = origin
 
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {key}: {msg}")
-        raise ConfigError(f"invalid configuration ({file}):\n" + "\n".join(problems)) from e
+            loc = tuple(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"  {'.'.join(loc) or '(top level)'}: {msg} (from {_origin(loc, origins, file)})")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from e

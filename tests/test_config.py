@@ -65,3 +65,26 @@ def test_durations_render_for_spark(text, spark):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_each_bad_value_names_where_it_came_from(tmp_path):
+    file = tmp_path / "app.yaml"
+    file.write_text("engagement:\n  window: soon\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            file,
+            overrides=["lake.colour=blue"],
+            environ={"MEDIAPULSE__ENGAGEMENT__WATERMARK": "later"},
+        )
+    problems = {line.split(":")[0].strip(): line for line in str(err.value).splitlines()[1:]}
+    assert "'soon'" in problems["engagement.window"]
+    assert problems["engagement.window"].endswith(f"(from config file {file})")
+    assert "'later'" in problems["engagement.watermark"]
+    variable = "MEDIAPULSE__ENGAGEMENT__WATERMARK"
+    assert problems["engagement.watermark"].endswith(f"(from environment variable {variable})")
+    assert problems["lake.colour"] == "  lake.colour: unknown key (from --set lake.colour)"
+
+
+def test_a_section_rule_broken_by_a_flag_names_the_flag():
+    with pytest.raises(ConfigError, match=r"source.stream_name is required .* \(from --set source.kind\)"):
+        load_config(overrides=["source.kind=kinesis"], environ={})

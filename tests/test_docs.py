@@ -2,6 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from streaming.cli import main
+from streaming.config import AppConfig, load_config
+from streaming.config_docs import config_rows, config_table, with_config_table
 from streaming.schema import events_markdown
 
 ROOT = Path(__file__).parents[1]
@@ -11,3 +16,54 @@ def test_events_doc_is_generated_from_the_schema():
     assert (ROOT / "docs" / "events.md").read_text() == events_markdown(), (
         "docs/events.md is stale: run `mediapulse docs-events --out docs/events.md`"
     )
+
+
+def test_readme_configuration_table_is_generated_from_the_config_model():
+    readme = (ROOT / "README.md").read_text()
+    assert readme == with_config_table(readme), "README's configuration table is stale: run `make docs`"
+
+
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in tree.items():
+        if isinstance(value, dict) and value:
+            keys |= _leaves(value, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def _value(config: object, key: str) -> object:
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def test_the_configuration_table_lists_every_key_of_the_config_tree():
+    assert {row[0] for row in config_rows()} == _leaves(AppConfig().model_dump())
+
+
+def test_each_documented_default_loads_as_the_default_the_code_uses():
+    defaults = AppConfig()
+    for key, default, _, _ in config_rows():
+        node = _value(defaults, key)
+        if default == "unset":
+            assert node is None, key
+            continue
+        shown = default.split("`")[1]
+        loaded = _value(load_config(ROOT / "config" / "local.yaml", [f"{key}={shown}"], environ={}), key)
+        assert loaded == node, f"{key}: the table says {shown!r}, the code uses {node!r}"
+
+
+def test_keys_config_local_yaml_sets_differently_show_both_values():
+    path = ROOT / "config" / "local.yaml"
+    local, defaults = load_config(path, environ={}), AppConfig()
+    set_in_file = _leaves(yaml.safe_load(path.read_text()))
+    differ = {key for key in set_in_file if _value(local, key) != _value(defaults, key)}
+    noted = {key for key, default, _, _ in config_rows() if "(`config/local.yaml`:" in default}
+    assert noted == differ
+
+
+def test_docs_config_prints_the_table(capsys):
+    assert main(["docs-config"]) == 0
+    assert capsys.readouterr().out == config_table()
