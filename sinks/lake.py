@@ -2,6 +2,12 @@
 
 Each batch is written under ``…/<partition columns>/batch_id=<id>/`` with dynamic partition overwrite,
 so a replayed batch replaces exactly its own earlier output and never duplicates it.
+
+Spark stages a write under ``_temporary/`` and ``.spark-staging-<job>/`` and moves whole partition
+folders into place at commit; a process killed mid-write leaves those folders behind. Readers that glob
+the partition layout (``events/event_date=*/event_hour=*/batch_id=*/*.parquet``) or skip hidden folders
+(Spark, Athena, pyarrow) never see them, and the next write of the table removes them, so a plain
+``**/*.parquet`` glob (DuckDB) is also exact between batches.
 """
 
 from __future__ import annotations
@@ -9,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sinks.base import SinkError
+from streaming.storage import hadoop_path
+
+# Folders Spark's file commit protocols stage a write in (see the module docstring).
+STAGING_GLOBS = ("_temporary", ".spark-staging-*")
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class LakeSink:
     def write(self, batch: DataFrame, batch_id: int) -> None:
         frame = self.prepare(batch).withColumn("batch_id", F.lit(batch_id).cast("bigint"))
         try:
+            remove_leftovers(frame.sparkSession, self.path)
             (
                 frame.write.mode("overwrite")
                 .option("partitionOverwriteMode", "dynamic")
@@ -35,3 +46,14 @@ class LakeSink:
             )
         except Exception as e:
             raise SinkError(f"lake sink {self.name!r} failed on batch {batch_id} at {self.path}: {e}") from e
+
+
+def remove_leftovers(spark: SparkSession, path: str) -> list[str]:
+    """Delete the staging folders an interrupted write left under ``path`` (this query is its only writer)."""
+    removed = []
+    for pattern in STAGING_GLOBS:
+        resolved, fs = hadoop_path(spark, f"{path.rstrip('/')}/{pattern}")
+        for status in fs.globStatus(resolved) or []:
+            fs.delete(status.getPath(), True)
+            removed.append(str(status.getPath()))
+    return removed

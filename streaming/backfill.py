@@ -12,9 +12,9 @@ from pyspark.sql import types as T
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.config import AppConfig
-from streaming.query import engagement_from_events, stamp
 from streaming.schema import EVENT_SCHEMA
 from streaming.sources.content_dim import read_content_dimension
+from streaming.transforms import engagement_from_events, stamp
 
 log = logging.getLogger(__name__)
 

@@ -221,6 +221,11 @@ class TriggerConfig(_Section):
         default=timedelta(seconds=10),
         description="micro-batch interval when long-running (`run --available-now` ignores it)",
     )
+    records_interval: PositiveDuration = Field(
+        default=timedelta(seconds=1),
+        description="how often the event-log and engagement queries look for records newly validated by "
+        "the ingest query: a record waits at most one source trigger plus this before it is aggregated",
+    )
 
 
 class RunConfig(_Section):

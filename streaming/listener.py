@@ -52,7 +52,7 @@ def format_line(s: dict[str, Any]) -> str:
     if s["watermark"] and not s["watermark"].startswith("1970-01-01T00:00:00"):
         parts.append(f"watermark={s['watermark']}")
     parts.append(f"state={s['state_rows']}")
-    if s["query"] != "ingest":
+    if s["query"] == "engagement":
         parts.append(f"late={s['late']}")
     if s["unknown_content"]:
         parts.append(f"unknown_content={s['unknown_content']}")
@@ -115,7 +115,7 @@ class ProgressReporter(StreamingQueryListener):
                         f", records={totals['records_in']} valid={totals['valid']}"
                         f" quarantined={totals['quarantined']}"
                     )
-                else:
+                elif query == "engagement":
                     text += f", late={totals['late']}, unknown_content_events={totals['unknown_content']}"
                 lines.append(text)
             return lines

@@ -14,9 +14,11 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from sinks.warehouse import Warehouse, open_warehouse
+from streaming.checkpoints import ensure_layout
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
-from streaming.query import start_pipeline
+from streaming.query import start_consumers, start_ingest
 from streaming.storage import path_exists
 
 log = logging.getLogger(__name__)
@@ -86,47 +88,78 @@ def run_pipeline(
     available_now: bool = False,
     stop: threading.Event | None = None,
     on_started: Callable[[list[StreamingQuery]], None] | None = None,
+    warehouse: Callable[[], Warehouse] | None = None,
     max_rounds: int = 10_000,
 ) -> ProgressReporter:
     """Run until the queries finish (``available_now``), fail, or a stop is requested.
 
-    The Python Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it
-    reads one bounded batch per run: with ``available_now`` the run is repeated (from the checkpoints)
-    until a run reads less than ``source.max_records_per_trigger``.
+    Long-running, the ingest query and its two consumers run side by side. With ``available_now`` the
+    ingest query first drains the source, then both consumers drain the records it wrote. The Python
+    Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it reads one
+    bounded batch per run: the ingest run is repeated (from its checkpoint) until a run reads less
+    than ``source.max_records_per_trigger``.
     """
+    ensure_layout(spark, cfg.checkpoint.path)
+    opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
+    with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
+        target.init()
     reporter = ProgressReporter()
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
     try:
         with stop_signals(stop):
+            if not available_now:
+                _wait(spark, cfg, reporter, stop, on_started, lambda: _start_all(spark, cfg, opener))
+                return reporter
             for _ in range(max_rounds):
-                queries = _run_once(spark, cfg, reporter, available_now, stop, on_started)
-                on_started = None
+                queries = _wait(
+                    spark, cfg, reporter, stop, None, lambda: [start_ingest(spark, cfg, available_now=True)]
+                )
                 repeat = (
-                    available_now
-                    and cfg.source.kind == "kinesis"
+                    cfg.source.kind == "kinesis"
                     and not stop.is_set()
                     and _hit_admission_bound(queries, cfg.source.max_records_per_trigger)
                 )
                 if not repeat:
                     break
                 log.info("a batch hit source.max_records_per_trigger: reading the rest of the backlog")
+            if not stop.is_set():
+                _wait(
+                    spark,
+                    cfg,
+                    reporter,
+                    stop,
+                    on_started,
+                    lambda: start_consumers(spark, cfg, available_now=True, warehouse=opener),
+                )
     finally:
         spark.streams.removeListener(reporter)
     return reporter
 
 
-def _run_once(
+def _start_all(
+    spark: SparkSession, cfg: AppConfig, warehouse: Callable[[], Warehouse]
+) -> list[StreamingQuery]:
+    ingest = start_ingest(spark, cfg)
+    try:
+        return [ingest, *start_consumers(spark, cfg, warehouse=warehouse)]
+    except Exception:
+        ingest.stop()
+        raise
+
+
+def _wait(
     spark: SparkSession,
     cfg: AppConfig,
     reporter: ProgressReporter,
-    available_now: bool,
     stop: threading.Event,
     on_started: Callable[[list[StreamingQuery]], None] | None,
+    start: Callable[[], list[StreamingQuery]],
 ) -> list[StreamingQuery]:
+    """Start queries, wait until they end, fail or a stop is requested; stop them all; raise a failure."""
     queries: list[StreamingQuery] = []
     try:
-        queries = start_pipeline(spark, cfg, available_now=available_now)
+        queries = start()
         if on_started:
             on_started(queries)
         next_marker_check = 0.0

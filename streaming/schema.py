@@ -132,6 +132,17 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 
+# A validated record, as the one reader of the source hands it to the event-log and engagement queries
+# (Spark's file sink under <checkpoint>/records/): the event columns (null where a record is invalid),
+# the raw text (kept for invalid records only) and the reason codes (empty for a valid event).
+RECORD_SCHEMA = T.StructType(
+    [
+        *(T.StructField(f.name, f.dataType, True) for f in EVENT_SCHEMA.fields),
+        T.StructField("raw", T.StringType(), True),
+        T.StructField("reasons", T.ArrayType(T.StringType(), False), True),
+    ]
+)
+
 # The content dimension (CSV or Parquet), read with this schema, never inferred.
 CONTENT_DIM_SCHEMA = T.StructType(
     [

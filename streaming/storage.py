@@ -19,3 +19,26 @@ def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
 def path_exists(spark: SparkSession, path: str) -> bool:
     resolved, fs = hadoop_path(spark, path)
     return bool(fs.exists(resolved))
+
+
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """The text of a small file, or None when it does not exist."""
+    resolved, fs = hadoop_path(spark, path)
+    if not fs.exists(resolved):
+        return None
+    stream = fs.open(resolved)
+    try:
+        jvm = spark._jvm
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small file (replacing it)."""
+    resolved, fs = hadoop_path(spark, path)
+    stream = fs.create(resolved, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()

@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 from pyspark.sql import types as T
 
-from streaming.query import BatchWriter, engagement_sinks, stamp
+from streaming.query import BatchWriter, engagement_sinks
 from streaming.run import run_pipeline
+from streaming.transforms import stamp
 from tests.pipeline import pipeline_config, warehouse_rows
 
 DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
@@ -111,18 +112,22 @@ def test_late_events_never_change_closed_windows_and_are_counted(spark, tmp_path
     write_dimension(tmp_path, "T")
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    # Batch 0 moves the watermark to 10:20 - 10 min = 10:10; batch 1 closes (evicts) the 10:00 window.
-    write_batch_file(incoming, 0, [event("e1", 1), event("e2", 2), event("e3", 20)])
-    write_batch_file(incoming, 1, [event("e4", 21)])
-    # Batch 2 brings a late event for the closed 10:00 window.
-    write_batch_file(incoming, 2, [event("late", 3)])
     cfg = pipeline_config(tmp_path, "source.max_files_per_trigger=1")
-    reporter = run_pipeline(spark, cfg, available_now=True)
+    # Run 0 moves the watermark to 10:20 - 10 min = 10:10; run 1 closes (evicts) the 10:00 window;
+    # run 2 brings a late event for the closed 10:00 window. The watermark is the engagement query's,
+    # so each file is processed by a run of its own.
+    late = 0
+    for index, lines in enumerate(
+        [[event("e1", 1), event("e2", 2), event("e3", 20)], [event("e4", 21)], [event("late", 3)]]
+    ):
+        write_batch_file(incoming, index, lines)
+        reporter = run_pipeline(spark, cfg, available_now=True)
+        late += reporter.totals["engagement"]["late"]
     rows = warehouse_rows(cfg)
     ten = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
     assert rows[(ten, "c1", "a1", "web")]["impressions"] == 2
     assert rows[(ten + timedelta(minutes=20), "c1", "a1", "web")]["impressions"] == 2
-    assert reporter.totals["engagement"]["late"] == 1
+    assert late == 1
     logged = {r.event_id for r in spark.read.parquet(f"{cfg.lake.path}/events").collect()}
     assert logged == {"e1", "e2", "e3", "late", "e4"}, "late events still land in the event log"
 

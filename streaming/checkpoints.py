@@ -1,0 +1,61 @@
+"""The layout of ``checkpoint.path``: which query keeps its checkpoint where, and a marker naming it.
+
+Layout 2 (this version)::
+
+    <checkpoint>/LAYOUT        "mediapulse-checkpoints 2"
+    <checkpoint>/ingest/       the one query that reads the source
+    <checkpoint>/records/      its output: validated records (Spark's file sink, with _spark_metadata)
+    <checkpoint>/events/       records -> the lake's event log and quarantine
+    <checkpoint>/engagement/   records -> windows -> the lake's engagement table and the warehouse
+
+Layout 1 (earlier versions) had two queries, ``ingest`` and ``engagement``, each reading the source; its
+``engagement`` checkpoint holds source offsets that this version would misread, so it is refused.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from streaming.storage import path_exists, read_text, write_text
+
+LAYOUT_VERSION = 2
+MARKER = "LAYOUT"
+_MARKER_TEXT = f"mediapulse-checkpoints {LAYOUT_VERSION}\n"
+
+INGEST = "ingest"
+EVENTS = "events"
+ENGAGEMENT = "engagement"
+RECORDS = "records"
+
+
+class CheckpointLayoutError(ValueError):
+    """``checkpoint.path`` holds checkpoints this version cannot resume."""
+
+
+def checkpoint_dir(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}"
+
+
+def ensure_layout(spark: SparkSession, root: str) -> None:
+    """Accept a checkpoint folder of this layout or an empty one (and mark it); refuse any other."""
+    marker = checkpoint_dir(root, MARKER)
+    text = read_text(spark, marker)
+    if text is not None:
+        if text.strip() != _MARKER_TEXT.strip():
+            raise CheckpointLayoutError(
+                f"checkpoint.path {root!r} is marked {text.strip()!r}, not {_MARKER_TEXT.strip()!r}: it was "
+                "written by another version of mediapulse; run that version, or point checkpoint.path at a "
+                "new folder"
+            )
+        return
+    earlier = [name for name in (INGEST, ENGAGEMENT) if path_exists(spark, checkpoint_dir(root, name))]
+    if earlier:
+        raise CheckpointLayoutError(
+            f"checkpoint.path {root!r} holds checkpoints of an earlier mediapulse ({', '.join(earlier)}/, "
+            "no LAYOUT marker), in which two queries read the source; this version reads it once "
+            "(ingest -> records -> events, engagement) and cannot resume them. Drain the backlog with the "
+            "earlier version (run --available-now), then start this one with a new checkpoint.path and "
+            "a source that holds only new records (a new checkpoint reads the source from its start "
+            "position again)"
+        )
+    write_text(spark, marker, _MARKER_TEXT)

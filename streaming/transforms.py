@@ -1,0 +1,96 @@
+"""The pipeline's pure transforms, in the order data passes them; the wiring lives in :mod:`streaming.query`.
+
+Every function takes and returns a DataFrame (plus plain values): the streaming queries and the batch
+backfill chain the same functions.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from streaming.aggregate import add_rates, aggregate_engagement
+from streaming.dedup import deduplicate
+from streaming.enrich import enrich_with_content
+from streaming.parse import parse_events, quarantined, valid_events
+from streaming.schema import RECORD_SCHEMA
+
+
+def with_record_metrics(parsed: DataFrame) -> DataFrame:
+    """Observe records in, valid and quarantined per micro-batch (reported by the listener)."""
+    invalid = F.size("reasons") > 0
+    return parsed.observe(
+        "records",
+        F.count(F.lit(1)).alias("records_in"),
+        F.count_if(~invalid).alias("valid"),
+        F.count_if(invalid).alias("quarantined"),
+    )
+
+
+def with_content_metrics(enriched: DataFrame) -> DataFrame:
+    """Observe how many (deduplicated) events had no row in the content dimension."""
+    return enriched.observe(
+        "content",
+        F.count(F.lit(1)).alias("events"),
+        F.count_if(~F.col("content_known")).alias("unknown_content_events"),
+    )
+
+
+def validated_records(raw: DataFrame, max_future_skew: timedelta, dedup_retention: timedelta) -> DataFrame:
+    """Raw records -> validated records (:data:`RECORD_SCHEMA`), each record parsed once.
+
+    Valid events are deduplicated by event id within ``dedup_retention`` of arrival time; invalid records
+    are all kept, with their raw text and reasons (the raw text of a valid event is not kept: the event
+    columns hold it).
+    """
+    parsed = parse_events(raw, max_future_skew).transform(with_record_metrics)
+    valid = F.size("reasons") == 0
+    # Invalid records never collapse: each gets a key of its own.
+    keyed = parsed.withColumn(
+        "_dedup_key", F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()")))
+    )
+    return (
+        deduplicate(keyed, "ingest_time", dedup_retention, key="_dedup_key")
+        .withColumn("raw", F.when(~valid, F.col("raw")))
+        .select(*RECORD_SCHEMA.fieldNames())
+    )
+
+
+def engagement_from_events(
+    events: DataFrame, content: DataFrame, watermark: timedelta, window: timedelta, viewers_lg_k: int
+) -> DataFrame:
+    """Valid events -> deduplicated, enriched, windowed aggregates with rates (streaming or batch)."""
+    return (
+        deduplicate(events, "event_time", watermark)
+        .transform(lambda df: enrich_with_content(df, content))
+        .transform(with_content_metrics)
+        .transform(lambda df: aggregate_engagement(df, window, viewers_lg_k))
+        .transform(add_rates)
+    )
+
+
+def event_log_rows(records: DataFrame) -> DataFrame:
+    """Valid events of a batch of records, with the lake's partition columns (late events included)."""
+    return (
+        valid_events(records)
+        .withColumn("event_date", F.to_date("event_time"))
+        .withColumn("event_hour", F.hour("event_time"))
+    )
+
+
+def quarantine_rows(records: DataFrame) -> DataFrame:
+    """Invalid records of a batch, with the lake's partition column."""
+    return quarantined(records).withColumn("ingest_date", F.to_date("ingest_time"))
+
+
+def engagement_rows(aggregates: DataFrame) -> DataFrame:
+    return aggregates.withColumn("window_date", F.to_date("window_start"))
+
+
+def stamp(batch: DataFrame, batch_id: int) -> DataFrame:
+    """Add ``updated_at`` and ``batch_id`` to a batch of aggregates."""
+    return batch.withColumn("updated_at", F.current_timestamp()).withColumn(
+        "batch_id", F.lit(batch_id).cast("bigint")
+    )
