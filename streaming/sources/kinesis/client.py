@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ T = TypeVar("T")
 # Real Kinesis read limits per shard: 5 GetRecords calls and 2 MB per second (shared by all consumers
 # that poll the shard; enhanced fan-out consumers have their own 2 MB/s each).
 GET_RECORDS_PER_SECOND = 5
+QUOTA_WINDOW = 1.0  # seconds: the quota holds for every window this long, as the server counts
 READ_BYTES_PER_SECOND = 2 * 1000 * 1000
 MAX_RECORDS_PER_CALL = 10_000
 
@@ -118,37 +120,62 @@ def call_with_retries(
 
 
 class ShardPacer:
-    """Keeps one consumer's GetRecords calls on a shard within 5 per second and 2 MB per second.
+    """Keeps one reader's GetRecords calls on a shard within Kinesis's read quota.
 
-    After a call that started at ``t`` and returned ``b`` bytes, the next call waits until
-    ``t + max(1/5 s, b / 2 MB/s)``: a 10 MB answer buys five quiet seconds, as Kinesis requires.
+    Kinesis counts a call at some moment between the request leaving this process and its answer
+    arriving here. Two rules keep every one-second window, as the server sees it, within the quota of
+    ``calls_per_second`` calls whatever the network delay:
+
+    * a call starts at least one second after the call ``calls_per_second`` calls before it *returned*;
+    * a call starts no sooner than ``1 / calls_per_second`` after the previous one started, nor before
+      the bytes that one returned could have been served at 2 MB/s (a 10 MB answer buys five quiet
+      seconds, as Kinesis requires). This spreads the calls evenly over the second.
+
+    Every attempt counts, a failed or throttled one too: each runs through :meth:`call`.
     """
 
     def __init__(
         self,
-        min_interval: float = 1 / GET_RECORDS_PER_SECOND,
+        calls_per_second: int = GET_RECORDS_PER_SECOND,
         bytes_per_second: float = READ_BYTES_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._min_interval = min_interval
+        if calls_per_second < 1:
+            raise ValueError(f"calls_per_second must be at least 1, not {calls_per_second}")
+        self._interval = 1.0 / calls_per_second
         self._bytes_per_second = bytes_per_second
         self._clock = clock
         self._sleep = sleep
         self._next_call = float("-inf")
+        self._returned: deque[float] = deque(maxlen=calls_per_second)  # when the latest calls returned
+
+    def ready_at(self) -> float:
+        """The earliest moment (on this pacer's clock) the next call may start."""
+        ready = self._next_call
+        if len(self._returned) == self._returned.maxlen:
+            ready = max(ready, self._returned[0] + QUOTA_WINDOW)
+        return ready
 
     def wait(self, deadline: float | None = None) -> bool:
-        """Sleep until the next call is allowed; ``False`` (without sleeping) if that is past ``deadline``."""
-        pause = self._next_call - self._clock()
-        if pause <= 0:
-            return True
-        if deadline is not None and self._next_call > deadline:
+        """Sleep until the next call may start; ``False`` (without sleeping) if that is past ``deadline``."""
+        ready = self.ready_at()
+        if deadline is not None and ready > deadline and ready > self._clock():
             return False
-        self._sleep(pause)
+        pause = ready - self._clock()
+        if pause > 0:
+            self._sleep(pause)
         return True
 
-    def spent(self, started: float, returned_bytes: int) -> None:
-        self._next_call = started + max(self._min_interval, returned_bytes / self._bytes_per_second)
-
-    def now(self) -> float:
-        return self._clock()
+    def call(self, operation: Callable[[], T], returned_bytes: Callable[[T], int]) -> T:
+        """Run one GetRecords attempt in its turn, noting when it started and returned."""
+        self.wait()
+        started = self._clock()
+        size = 0
+        try:
+            answer = operation()
+            size = returned_bytes(answer)
+            return answer
+        finally:
+            self._returned.append(self._clock())
+            self._next_call = started + max(self._interval, size / self._bytes_per_second)

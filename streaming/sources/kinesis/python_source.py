@@ -28,7 +28,7 @@ from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
 from pyspark.sql.types import StructType
 
 from streaming.config import SourceConfig
-from streaming.sources.kinesis.client import READ_BYTES_PER_SECOND, RetryPolicy
+from streaming.sources.kinesis.client import GET_RECORDS_PER_SECOND, READ_BYTES_PER_SECOND, RetryPolicy
 from streaming.sources.kinesis.errors import KinesisSourceError
 from streaming.sources.kinesis.offsets import KinesisOffset, timestamp_ms
 from streaming.sources.kinesis.records import KINESIS_SCHEMA
@@ -56,6 +56,7 @@ def source_options(cfg: SourceConfig) -> dict[str, str]:
         "streamName": cfg.stream_name,
         "startingPosition": cfg.starting_position,
         "maxRecordsPerTrigger": str(cfg.max_records_per_trigger),
+        "getRecordsPerSecond": str(cfg.get_records_per_second),
         "maxFetchTimeMs": _millis(cfg.max_fetch_time.total_seconds()),
         "maxRetries": str(cfg.max_retries),
         "retryBaseDelayMs": _millis(cfg.retry_base_delay.total_seconds()),
@@ -91,6 +92,12 @@ def settings_from_options(options: Mapping[str, str]) -> FetchSettings:
     start_ms = lowered.get("startingtimestampms")
     if position == "AT_TIMESTAMP" and start_ms is None:
         raise KinesisSourceError(f"{SHORT_NAME}: startingPosition AT_TIMESTAMP needs startingTimestampMs")
+    calls_per_second = number("getRecordsPerSecond", GET_RECORDS_PER_SECOND)
+    if calls_per_second != int(calls_per_second) or not 1 <= calls_per_second <= GET_RECORDS_PER_SECOND:
+        raise KinesisSourceError(
+            f"{SHORT_NAME} option getRecordsPerSecond={calls_per_second:g} must be a whole number "
+            f"from 1 to {GET_RECORDS_PER_SECOND} (the Kinesis quota per shard)"
+        )
     return FetchSettings(
         stream=stream,
         region=lowered.get("region"),
@@ -105,7 +112,7 @@ def settings_from_options(options: Mapping[str, str]) -> FetchSettings:
             max_delay=number("retryMaxDelayMs", 5000) / 1000,
         ),
         fail_on_data_loss=lowered.get("failondataloss", "true").lower() != "false",
-        min_call_interval=number("minCallIntervalMs", 200) / 1000,
+        get_records_per_second=int(calls_per_second),
         read_bytes_per_second=number("readBytesPerSecond", READ_BYTES_PER_SECOND),
     )
 

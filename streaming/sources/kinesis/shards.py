@@ -24,7 +24,9 @@ import pyarrow as pa
 from botocore.exceptions import ClientError
 
 from streaming.sources.kinesis.client import (
+    GET_RECORDS_PER_SECOND,
     MAX_RECORDS_PER_CALL,
+    READ_BYTES_PER_SECOND,
     RetryPolicy,
     ShardPacer,
     call_with_retries,
@@ -69,8 +71,12 @@ class FetchSettings:
     max_fetch_time: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     fail_on_data_loss: bool = True
-    min_call_interval: float = 0.2
-    read_bytes_per_second: float = 2_000_000
+    get_records_per_second: int = GET_RECORDS_PER_SECOND
+    read_bytes_per_second: float = READ_BYTES_PER_SECOND
+
+
+def _returned_bytes(answer: Mapping[str, Any]) -> int:
+    return sum(len(record["Data"]) for record in answer.get("Records", []))
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,7 @@ class StreamFetcher:
             state = self._states.get(shard_id)
             if state is None:
                 pacer = ShardPacer(
-                    self.settings.min_call_interval,
+                    self.settings.get_records_per_second,
                     self.settings.read_bytes_per_second,
                     clock=self._clock,
                     sleep=self._sleep,
@@ -499,19 +505,20 @@ class StreamFetcher:
                 break
             if not state.pacer.wait(deadline):
                 break
-            # Ask for what the shard may deliver in one call slot (2 MB/s x 0.2 s = 400 KB): as fast as
+            # Ask for what the shard may deliver in one call slot (2 MB/s / 5 calls = 400 KB): as fast as
             # Kinesis allows, and small answers keep Kinesis busy while this side parses.
-            per_slot = self.settings.read_bytes_per_second * self.settings.min_call_interval
+            per_slot = self.settings.read_bytes_per_second / self.settings.get_records_per_second
             cap = MAX_RECORDS_PER_CALL
             if per_slot > 0:
                 cap = max(MIN_RECORDS_PER_CALL, min(cap, math.ceil(per_slot / state.record_bytes)))
             limit = budget.reserve(cap) if budget is not None else MAX_RECORDS_PER_CALL
             if limit == 0:
                 break
-            started = state.pacer.now()
             try:
-                answer = self._call(
-                    lambda it=iterator, n=limit: self.client.get_records(ShardIterator=it, Limit=n),
+                answer = self._call(  # every attempt, a retry too, waits for its turn on the shard
+                    lambda it=iterator, n=limit: state.pacer.call(
+                        lambda: self.client.get_records(ShardIterator=it, Limit=n), _returned_bytes
+                    ),
                     f"GetRecords {self._where(shard_id)}",
                 )
             except ClientError as e:
@@ -527,10 +534,8 @@ class StreamFetcher:
                 continue
             read.calls += 1
             records = answer.get("Records", [])
-            returned_bytes = sum(len(r["Data"]) for r in records)
-            state.pacer.spent(started, returned_bytes)
             if records:
-                state.record_bytes = 0.5 * state.record_bytes + 0.5 * returned_bytes / len(records)
+                state.record_bytes = 0.5 * state.record_bytes + 0.5 * _returned_bytes(answer) / len(records)
             next_iterator = answer.get("NextShardIterator")
             caught_up = answer.get("MillisBehindLatest", 0) == 0 and len(records) < limit
 

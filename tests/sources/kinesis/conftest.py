@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -21,6 +22,7 @@ from streaming.producer import create_stream
 
 ROOT = Path(__file__).resolve().parents[3]
 LAUNCHER = ROOT / "scripts" / "kinesalite-loopback.js"
+GET_RECORDS_LOG = "get-records.jsonl"
 REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mediapulse-test", "AWS_SECRET_ACCESS_KEY": "mediapulse-test"}
 
@@ -59,17 +61,25 @@ def _await_answer(client: Any, timeout: float) -> None:
 
 
 @pytest.fixture(scope="session")
-def kinesis_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """kinesalite on 127.0.0.1 and a free port, with streams created and resharded without delay."""
+def kinesalite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local server writes its log and its log of GetRecords calls."""
+    return tmp_path_factory.mktemp("kinesalite")
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint(kinesalite_dir: Path) -> Iterator[str]:
+    """kinesalite on 127.0.0.1 and a free port, with streams created and resharded without delay, logging
+    every GetRecords call it serves (see ``get_records_calls``)."""
     if shutil.which("node") is None or not (ROOT / "node_modules" / ".bin" / "kinesalite").exists():
         pytest.skip("kinesalite is not installed: run `npm ci` (make test does)")
     with pytest.MonkeyPatch.context() as env:
         for name, value in DUMMY_CREDENTIALS.items():
             env.setenv(name, os.environ.get(name, value))
-        log = (tmp_path_factory.mktemp("kinesalite") / "kinesalite.log").open("w")
+        log = (kinesalite_dir / "kinesalite.log").open("w")
         process = subprocess.Popen(
             ["node", str(LAUNCHER), "--port", "0", "--createStreamMs", "0", "--deleteStreamMs", "0",
-             "--updateStreamMs", "0", "--shardLimit", "50"],
+             "--updateStreamMs", "0", "--shardLimit", "50",
+             "--getRecordsLog", str(kinesalite_dir / GET_RECORDS_LOG)],
             stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         try:
@@ -84,6 +94,24 @@ def kinesis_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.kill()
                 process.wait()
             log.close()
+
+
+@pytest.fixture(scope="session")
+def get_records_calls(kinesis_endpoint: str, kinesalite_dir: Path) -> Callable[[str], dict[str, list[float]]]:
+    """``get_records_calls(stream)``: when the local server received each GetRecords call on each shard
+    of ``stream`` so far (epoch seconds, by the server's clock), in arrival order, keyed by shard id."""
+    path = kinesalite_dir / GET_RECORDS_LOG
+
+    def calls(stream: str) -> dict[str, list[float]]:
+        by_shard: dict[str, list[float]] = {}
+        logged = path.read_text()
+        for line in logged[: logged.rfind("\n") + 1].splitlines():  # not a line still being written
+            call = json.loads(line)
+            if call["stream"] == stream:
+                by_shard.setdefault(call["shardId"], []).append(call["time"])
+        return by_shard
+
+    return calls
 
 
 def kinesis_client_for(endpoint: str) -> Any:

@@ -32,6 +32,7 @@ def test_defaults_map_to_connector_options() -> None:
         "kinesis.clientNumRetries": "8",
         "kinesis.clientRetryIntervalsMs": "200",
         "kinesis.clientMaxRetryIntervalMs": "5000",
+        "kinesis.getRecords.fetchIntervalMs": "200",
     }
 
 
@@ -98,3 +99,9 @@ def test_python_source_refuses_enhanced_fan_out(source_config: Callable[..., Sou
 
     with pytest.raises(KinesisSourceError, match=r"needs source\.implementation 'connector'"):
         source_options(source_config("events", consumer_type="efo", consumer_name="mediapulse"))
+
+
+def test_get_records_rate_maps_to_the_connector_fetch_interval() -> None:
+    options = connector_options(kinesis_config(get_records_per_second=3))
+
+    assert options["kinesis.getRecords.fetchIntervalMs"] == "334"  # never faster than 3 calls a second

@@ -17,6 +17,7 @@ from streaming.sources.kinesis.errors import KinesisDataLossError, StreamNotFoun
 from streaming.sources.kinesis.offsets import KinesisOffset, after, sequence_of
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
 from tests.sources.kinesis.conftest import REGION
+from tests.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 
 def events(count: int, users: int = 7, start: int = 0) -> list[str]:
@@ -101,6 +102,30 @@ def test_each_fetch_stays_within_max_records_per_trigger(
         offset = end
 
     assert sizes == [40, 40, 20]
+
+
+def test_a_reader_keeps_every_shard_within_the_get_records_quota_as_the_server_counts(
+    kinesis_endpoint: str,
+    make_stream: Callable[[int], str],
+    get_records_calls: Callable[[str], dict[str, list[float]]],
+) -> None:
+    """One reader fetching as often as Spark could ask: small fetches through a backlog, then polls at
+    the tip, on every shard at once. The server's own log of GetRecords calls is the judge."""
+    stream = make_stream(3)
+    sent = events(240)
+    send_lines(sent, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    fetcher = fetcher_for(kinesis_endpoint, stream)
+    offset = fetcher.initial_offset()
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while len(calls := get_records_calls(stream)) < 3 or min(map(len, calls.values())) < 30:
+        assert time.monotonic() < deadline, f"too few GetRecords calls within 60 s: {calls}"
+        batches, offset = fetcher.fetch(offset, max_rows=12)  # 4 records a call through the backlog
+        rows.extend(rows_of(batches))
+
+    assert sorted(lines_of(rows)) == sorted(sent)
+    busiest = {shard: busiest_second(times) for shard, times in calls.items()}
+    assert max(busiest.values()) <= GET_RECORDS_QUOTA, busiest
 
 
 def test_replay_reads_exactly_the_records_of_the_batch(

@@ -25,6 +25,7 @@ def test_config_reaches_the_reader_through_string_options() -> None:
         retry_base_delay=timedelta(milliseconds=50),
         retry_max_delay=timedelta(seconds=2),
         fail_on_data_loss=False,
+        get_records_per_second=2,
     )
 
     options = source_options(cfg)
@@ -41,6 +42,7 @@ def test_config_reaches_the_reader_through_string_options() -> None:
         max_fetch_time=4.0,
         retry=RetryPolicy(max_retries=3, base_delay=0.05, max_delay=2.0),
         fail_on_data_loss=False,
+        get_records_per_second=2,
     )
 
 
@@ -52,3 +54,9 @@ def test_options_without_a_stream_are_refused() -> None:
 def test_unknown_starting_position_is_refused() -> None:
     with pytest.raises(KinesisSourceError, match="unknown startingPosition"):
         settings_from_options({"streamName": "events", "startingPosition": "EARLIEST"})
+
+
+@pytest.mark.parametrize("rate", ["0", "6", "2.5", "fast"])
+def test_a_get_records_rate_outside_the_kinesis_quota_is_refused(rate: str) -> None:
+    with pytest.raises(KinesisSourceError, match="getRecordsPerSecond"):
+        settings_from_options({"streamName": "events", "getRecordsPerSecond": rate})

@@ -1,8 +1,9 @@
 """Throttling and pacing. Kinesis throttling cannot be provoked on the local server, so these tests use
-``botocore.stub.Stubber`` on a real boto3 client."""
+``botocore.stub.Stubber`` on a real boto3 client, and a clock that moves only when something waits."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import boto3
@@ -11,12 +12,33 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
-from streaming.sources.kinesis.client import RetryPolicy, ShardPacer, call_with_retries
+from streaming.sources.kinesis.client import (
+    GET_RECORDS_PER_SECOND,
+    RetryPolicy,
+    ShardPacer,
+    call_with_retries,
+)
 from streaming.sources.kinesis.errors import KinesisThrottledError
 from streaming.sources.kinesis.offsets import TRIM_HORIZON, KinesisOffset
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
+from tests.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 SHARD = "shardId-000000000000"
+
+
+class FakeTime:
+    """A monotonic clock that moves only when something sleeps or a call takes time."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def throttled(code: str = "ProvisionedThroughputExceededException") -> ClientError:
@@ -87,9 +109,9 @@ def test_other_errors_are_not_retried() -> None:
 
 def test_fetch_retries_a_throttled_shard_then_fails_with_a_named_error() -> None:
     client = stubbed_client()
-    sleeps: list[float] = []
+    time = FakeTime()
     settings = FetchSettings("events", retry=RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.02))
-    fetcher = StreamFetcher(settings, client, sleep=sleeps.append)
+    fetcher = StreamFetcher(settings, client, sleep=time.sleep, clock=time.clock)
     with Stubber(client) as stub:
         stub.add_response("list_shards", {"Shards": [_shard(SHARD)]}, {"StreamName": "events"})
         stub.add_response(
@@ -109,32 +131,109 @@ def test_fetch_retries_a_throttled_shard_then_fails_with_a_named_error() -> None
         with pytest.raises(KinesisThrottledError, match=r"shardId-000000000000.*after 2 retries"):
             fetcher.fetch(KinesisOffset("events", {SHARD: TRIM_HORIZON}))
         stub.assert_no_pending_responses()
-    assert len(sleeps) == 2
+    # Each retry waited for its backoff and for its turn on the shard: 3 attempts, 0.2 s apart.
+    assert time.now - 100.0 == pytest.approx(0.4)
 
 
-def test_pacer_keeps_a_shard_within_five_calls_and_two_megabytes_a_second() -> None:
-    now = [100.0]
-    sleeps: list[float] = []
+def test_pacer_spaces_calls_a_fifth_of_a_second_apart_or_by_the_bytes_they_returned() -> None:
+    time = FakeTime()
+    pacer = ShardPacer(clock=time.clock, sleep=time.sleep)
 
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
+    pacer.call(lambda: "answer", lambda _: 1000)  # the first call goes at once
+    pacer.call(lambda: "answer", lambda _: 10_000_000)  # a 10 MB answer
+    pacer.call(lambda: "answer", lambda _: 0)
 
-    pacer = ShardPacer(clock=lambda: now[0], sleep=sleep)
-    assert pacer.wait()  # the first call goes at once
-    pacer.spent(started=100.0, returned_bytes=1000)
-    assert pacer.wait()
-    pacer.spent(started=now[0], returned_bytes=10_000_000)  # a 10 MB answer
-    assert pacer.wait()
-
-    assert sleeps == pytest.approx([0.2, 5.0])
+    assert time.sleeps == pytest.approx([0.2, 5.0])
 
 
 def test_pacer_does_not_wait_past_a_deadline() -> None:
-    pacer = ShardPacer(clock=lambda: 0.0, sleep=lambda _: pytest.fail("must not sleep"))
-    pacer.spent(started=0.0, returned_bytes=4_000_000)
+    time = FakeTime(0.0)
+    pacer = ShardPacer(clock=time.clock, sleep=lambda _: pytest.fail("must not sleep"))
+    pacer.call(lambda: "answer", lambda _: 4_000_000)
 
     assert pacer.wait(deadline=1.0) is False
+
+
+def test_pacer_allows_the_whole_quota_when_answers_are_instant() -> None:
+    time = FakeTime(0.0)
+    pacer = ShardPacer(clock=time.clock, sleep=time.sleep)
+    started: list[float] = []
+
+    for _ in range(26):
+        pacer.call(lambda: started.append(time.now), lambda _: 0)
+
+    assert started[-1] == pytest.approx(5.0)  # 5 calls a second, no slower
+    assert busiest_second(started) == GET_RECORDS_QUOTA
+
+
+@pytest.mark.parametrize("calls_per_second", [GET_RECORDS_PER_SECOND, 2, 1])
+def test_pacer_keeps_every_second_the_server_may_count_within_the_rate(calls_per_second: int) -> None:
+    """Whatever the latency, and counting failed attempts: the server counts a call at some moment
+    between its request and its answer, and no choice of those moments puts more than the rate into
+    any one-second window."""
+    time = FakeTime()
+    draw = random.Random(9)
+    pacer = ShardPacer(calls_per_second, clock=time.clock, sleep=time.sleep)
+    spans: list[tuple[float, float]] = []
+
+    def get_records() -> str:
+        sent = time.now
+        time.now += draw.choice([0.0, 0.002, 0.03, 0.19, 0.4, 0.95, 1.7])
+        spans.append((sent, time.now))
+        if draw.random() < 0.2:
+            raise throttled()
+        return "answer"
+
+    for _ in range(400):
+        try:
+            pacer.call(get_records, lambda _: draw.choice([0, 1000, 400_000]))
+        except ClientError:
+            pass
+
+    assert len(spans) == 400
+    assert busiest_second(spans) <= calls_per_second
+
+
+def test_fetcher_alone_never_exceeds_the_quota_on_a_shard() -> None:
+    """A reader polling a shard at the tip of the stream, one fetch after another, as Spark's triggers
+    make it: calls that take time, throttled ones retried, an iterator that expires."""
+    time = FakeTime()
+    draw = random.Random(4)
+    spans: list[tuple[float, float]] = []
+
+    class Kinesis:
+        """Answers like a shard that gets a few records now and then."""
+
+        def list_shards(self, **_: Any) -> dict[str, Any]:
+            return {"Shards": [_shard(SHARD)]}
+
+        def get_shard_iterator(self, **_: Any) -> dict[str, Any]:
+            return {"ShardIterator": "iterator"}
+
+        def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+            sent = time.now
+            time.now += draw.choice([0.001, 0.01, 0.08, 0.3])
+            spans.append((sent, time.now))
+            outcome = draw.random()
+            if outcome < 0.1:
+                raise throttled()
+            if outcome < 0.12:
+                raise ClientError({"Error": {"Code": "ExpiredIteratorException", "Message": "old"}}, "Get")
+            count = draw.choice([0, 0, 0, 3])
+            records = [
+                {"SequenceNumber": str(len(spans) * 10 + i), "Data": b"{}", "PartitionKey": "k",
+                 "ApproximateArrivalTimestamp": time.now}
+                for i in range(count)
+            ]  # fmt: skip
+            return {"Records": records, "NextShardIterator": "iterator", "MillisBehindLatest": 0}
+
+    settings = FetchSettings("events", retry=RetryPolicy(max_retries=20, base_delay=0.001, max_delay=0.05))
+    fetcher = StreamFetcher(settings, Kinesis(), sleep=time.sleep, clock=time.clock, wall=time.clock)
+    offset = KinesisOffset("events", {SHARD: TRIM_HORIZON})
+    while len(spans) < 300:
+        _, offset = fetcher.fetch(offset)
+
+    assert busiest_second(spans) <= GET_RECORDS_QUOTA
 
 
 def _shard(shard_id: str) -> dict[str, Any]:
