@@ -186,7 +186,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", help="write <name>.json files here instead of printing them")
 
     parser = command("plan", "Kinesis shards, executors, nodes and monthly cost for a load", _plan)
-    parser.add_argument("--events-per-second", type=_positive(float), required=True)
+    parser.add_argument(
+        "--events-per-second", type=_positive(float), required=True, help="peak event rate to plan for"
+    )
     parser.add_argument("--event-bytes", type=_positive(int), default=600, help="average event size (600)")
 
     parser = command("launch", "start the cluster with the app's step", _launch)

@@ -689,9 +689,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Simulate traffic and write it out (files or Kinesis) together with the content dimension."""
     if args.to == "files" and args.out is None:
-        raise SystemExit("simulate: --out DIR is required with --to files")
+        raise argparse.ArgumentError(None, "--out DIR is required with --to files (e.g. --out data/incoming)")
     if args.to == "kinesis" and not args.stream:
-        raise SystemExit("simulate: --stream NAME is required with --to kinesis")
+        raise argparse.ArgumentError(None, "--stream NAME is required with --to kinesis")
     try:
         spec = SimulationSpec(
             events=args.events, seed=args.seed, duplicates=args.duplicates, malformed=args.malformed,
@@ -699,7 +699,7 @@ def run(args: argparse.Namespace) -> int:
             gzip=args.gzip,
         )
     except ValueError as e:
-        raise SystemExit(f"simulate: {e}") from e
+        raise argparse.ArgumentError(None, str(e)) from e
 
     traffic = simulate(spec)
     dimension = args.dimension or default_dimension_path(args.out)

@@ -328,7 +328,7 @@ def test_command_line_rejects_bad_values(
 
 
 def test_run_needs_out_for_files() -> None:
-    with pytest.raises(SystemExit, match="--out"):
+    with pytest.raises(argparse.ArgumentError, match="--out"):
         run(parser().parse_args([]))
 
 

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError
+from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError, WarehouseMissingError
 
 if TYPE_CHECKING:
     from streaming.config import WarehouseConfig
 
-__all__ = ["StagedBatch", "TopRow", "Warehouse", "WarehouseError", "open_warehouse"]
+__all__ = [
+    "StagedBatch",
+    "TopRow",
+    "Warehouse",
+    "WarehouseError",
+    "WarehouseMissingError",
+    "open_warehouse",
+]
 
 
-def open_warehouse(cfg: WarehouseConfig) -> Warehouse:
-    """Open the backend named by the URL scheme (``duckdb://``, ``postgresql://``, ``redshift://``)."""
+def open_warehouse(cfg: WarehouseConfig, *, read_only: bool = False) -> Warehouse:
+    """Open the backend named by the URL scheme (``duckdb://``, ``postgresql://``, ``redshift://``).
+
+    ``read_only`` is for readers (``mediapulse top``): they create nothing, and a DuckDB file is opened
+    read-only. The SQL backends never create anything when opened; only ``init`` does.
+    """
     scheme = cfg.url.split(":", 1)[0]
     if scheme == "duckdb":
         from sinks.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse.from_config(cfg)
+        return DuckDBWarehouse.from_config(cfg, read_only=read_only)
     if scheme == "postgresql":
         from sinks.warehouse.postgres import PostgresWarehouse
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sinks.warehouse import sql
-from sinks.warehouse.base import ENGAGEMENT_COLUMNS, Warehouse, WarehouseError
+from sinks.warehouse.base import ENGAGEMENT_COLUMNS, Warehouse, WarehouseError, WarehouseMissingError
 from sinks.warehouse.postgres import PostgresWarehouse, SqlWarehouse
 from sinks.warehouse.redshift import RedshiftWarehouse
 
@@ -251,12 +251,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Warehouse]:
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> tuple[Any, Warehouse]:
     from sinks.warehouse import open_warehouse
     from streaming.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    return cfg, open_warehouse(cfg.warehouse)
+    return cfg, open_warehouse(cfg.warehouse, read_only=read_only)
 
 
 def _guarded(run: Any) -> Any:
@@ -267,7 +267,7 @@ def _guarded(run: Any) -> Any:
             return run(args)
         except (ConfigError, WarehouseError) as e:
             sys.stderr.write(f"error: {e}\n")
-            return 2 if isinstance(e, ConfigError) else 1
+            return 2 if isinstance(e, ConfigError | WarehouseMissingError) else 1
 
     return wrapper
 
@@ -293,7 +293,7 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 @_guarded
 def _run_check(args: argparse.Namespace) -> int:
-    _, wh = _open(args)
+    _, wh = _open(args, read_only=True)
     with wh:
         problems = check(wh)
     for line in problems:

@@ -62,6 +62,10 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the streaming query restarts from its checkpoint."""
 
 
+class WarehouseMissingError(WarehouseError):
+    """A reader found no warehouse (no DuckDB file, or no table) and created nothing."""
+
+
 def validate_identifier(name: str, what: str = "identifier") -> str:
     """Return ``name`` if it is a plain SQL identifier (optionally ``schema.table``), else raise."""
     parts = name.split(".")

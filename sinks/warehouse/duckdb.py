@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,8 +18,11 @@ from sinks.warehouse.base import (
     TopRow,
     Warehouse,
     WarehouseError,
+    WarehouseMissingError,
     validate_identifier,
 )
+
+log = logging.getLogger(__name__)
 
 _TYPES = {"timestamp": "TIMESTAMP", "string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
 
@@ -27,13 +32,49 @@ def _local_path(uri: str) -> str:
     return parsed.path if parsed.scheme == "file" else uri
 
 
+def _connect_read_only(path: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
+    """A read-only connection; while a writer holds the file (a batch load), wait up to ``lock_wait`` s."""
+    deadline = time.monotonic() + lock_wait
+    waiting = False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=True)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                raise WarehouseError(f"cannot open DuckDB warehouse {path} read-only: {e}") from e
+            if not waiting:
+                log.info("%s is being written; waiting up to %.0f s to read it", path, lock_wait)
+                waiting = True
+            time.sleep(0.1)
+        except duckdb.Error as e:
+            raise WarehouseError(f"cannot open DuckDB warehouse {path} read-only: {e}") from e
+
+
 class DuckDBWarehouse(Warehouse):
+    """One DuckDB file. Writers create it and its tables; readers (``read_only``) create nothing.
+
+    DuckDB lets one process write a file at a time; the pipeline holds it only while it loads a batch,
+    so a reader waits up to ``lock_wait`` seconds for that load to finish.
+    """
+
     def __init__(
-        self, path: str, table: str = "content_engagement", ledger_table: str = "mediapulse_batches"
+        self,
+        path: str,
+        table: str = "content_engagement",
+        ledger_table: str = "mediapulse_batches",
+        *,
+        read_only: bool = False,
+        lock_wait: float = 30.0,
     ):
         self.table = validate_identifier(table, "warehouse.table")
         self.ledger_table = validate_identifier(ledger_table, "warehouse.ledger_table")
         self.path = path
+        if read_only:
+            if path == ":memory:" or not Path(path).is_file():
+                raise WarehouseMissingError(f"no DuckDB warehouse file at {Path(path).absolute()}")
+            self.conn = _connect_read_only(path, lock_wait)
+            self.conn.execute("SET TimeZone = 'UTC'")
+            return
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -44,7 +85,7 @@ class DuckDBWarehouse(Warehouse):
         self.init()
 
     @classmethod
-    def from_config(cls, cfg) -> DuckDBWarehouse:  # cfg: streaming.config.WarehouseConfig
+    def from_config(cls, cfg, *, read_only: bool = False) -> DuckDBWarehouse:  # cfg: WarehouseConfig
         """``duckdb:///relative/file.duckdb`` or ``duckdb:////absolute/file.duckdb`` (SQLAlchemy style)."""
         rest = cfg.url.removeprefix("duckdb://")
         path = rest[1:] if rest.startswith("/") else rest
@@ -52,7 +93,7 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(
                 f"warehouse.url {cfg.url!r} names no DuckDB file (duckdb:///path/file.duckdb)"
             )
-        return cls(path, cfg.table, cfg.ledger_table)
+        return cls(path, cfg.table, cfg.ledger_table, read_only=read_only)
 
     def init(self) -> None:
         columns = ", ".join(f"{name} {_TYPES[kind]}" for name, kind in ENGAGEMENT_COLUMNS)
@@ -116,19 +157,24 @@ class DuckDBWarehouse(Warehouse):
     def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
         if by not in TOP_ORDERINGS:
             raise WarehouseError(f"cannot order by {by!r}: choose one of {', '.join(TOP_ORDERINGS)}")
-        rows = self.conn.execute(
-            f"""
-            SELECT content_id, max(title), sum(impressions), sum(clicks), sum(play_starts),
-                   sum(completions), sum(watch_time_ms), sum(unique_viewers),
-                   CAST(sum(clicks) AS DOUBLE) / NULLIF(sum(impressions), 0),
-                   CAST(sum(completions) AS DOUBLE) / NULLIF(sum(play_starts), 0)
-            FROM {self.table}
-            GROUP BY content_id
-            ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id
-            LIMIT ?
-            """,
-            [int(limit)],
-        ).fetchall()
+        try:
+            rows = self.conn.execute(
+                f"""
+                SELECT content_id, max(title), sum(impressions), sum(clicks), sum(play_starts),
+                       sum(completions), sum(watch_time_ms), sum(unique_viewers),
+                       CAST(sum(clicks) AS DOUBLE) / NULLIF(sum(impressions), 0),
+                       CAST(sum(completions) AS DOUBLE) / NULLIF(sum(play_starts), 0)
+                FROM {self.table}
+                GROUP BY content_id
+                ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id
+                LIMIT ?
+                """,
+                [int(limit)],
+            ).fetchall()
+        except duckdb.CatalogException as e:
+            raise WarehouseMissingError(f"DuckDB warehouse {self.path} has no table {self.table}") from e
+        except duckdb.Error as e:
+            raise WarehouseError(f"top content from DuckDB warehouse {self.path} failed: {e}") from e
         return [TopRow(*row) for row in rows]
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ from sinks.warehouse.base import (
     TopRow,
     Warehouse,
     WarehouseError,
+    WarehouseMissingError,
     validate_identifier,
 )
 
@@ -234,6 +235,10 @@ class SqlWarehouse(Warehouse):
         """A more telling error for a load that failed for good, or None."""
         return None
 
+    def _is_missing_table(self, error: BaseException) -> bool:
+        """Whether ``error`` says a table or view does not exist (SQLSTATE 42P01)."""
+        return False
+
     # --- connection and retries ----------------------------------------------------------------
 
     def _cursor(self) -> Any:
@@ -269,8 +274,11 @@ class SqlWarehouse(Warehouse):
         """Run ``work(cursor)``, retrying serialization failures and dropped connections within bounds."""
         policy = self.retry
         for attempt in range(1, policy.max_attempts + 1):
+            connecting = True
             try:
-                return work(self._cursor())
+                cur = self._cursor()
+                connecting = False
+                return work(cur)
             except _Contended:
                 log.info("%s: another writer holds this batch; trying again after it", what)
                 if attempt == policy.max_attempts:
@@ -286,7 +294,10 @@ class SqlWarehouse(Warehouse):
                     tries = f" after {attempt} attempts" if reason else ""
                     raise WarehouseError(f"{what} failed{tries}: {_one_line(e)}") from e
                 delay = policy.delay(attempt)
-                log.warning(
+                # A failed (re)connect is reported once, by the final error; a dropped connection or a
+                # conflict inside the work is worth a warning each time.
+                log.log(
+                    logging.DEBUG if connecting else logging.WARNING,
                     "%s: %s (%s), attempt %d of %d; retrying in %.2f s",
                     what,
                     reason,
@@ -372,7 +383,12 @@ class SqlWarehouse(Warehouse):
             cur.execute(statement)
             return [_top_row(row) for row in cur.fetchall()]
 
-        return self._run(f"top content by {by}", read)
+        try:
+            return self._run(f"top content by {by}", read)
+        except WarehouseError as e:
+            if e.__cause__ is not None and self._is_missing_table(e.__cause__):
+                raise WarehouseMissingError(f"the warehouse has no table {self.table}") from e
+            raise
 
     def fetch(
         self, statement: str, params: tuple[Any, ...] | None = None, what: str = "read"
@@ -515,7 +531,9 @@ class PostgresWarehouse(SqlWarehouse):
             "port": s.port,
             "dbname": s.database,
             "user": s.user,
-            "passfile": os.devnull,  # never read ~/.pgpass: passwords come from the environment only
+            # Never read ~/.pgpass (passwords come from the environment only): a path that cannot exist
+            # anywhere, so libpq skips it silently (for /dev/null itself it warns "not a plain file").
+            "passfile": os.path.join(os.devnull, "no-pgpass"),
             "application_name": "mediapulse",
             "connect_timeout": s.connect_timeout,
         }
@@ -524,6 +542,9 @@ class PostgresWarehouse(SqlWarehouse):
         if s.sslmode:
             options["sslmode"] = s.sslmode
         return psycopg.connect(**options)
+
+    def _is_missing_table(self, error: BaseException) -> bool:
+        return isinstance(error, pg_errors.UndefinedTable)
 
     def _retry_reason(self, error: BaseException) -> str | None:
         if isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):

@@ -392,6 +392,9 @@ class RedshiftWarehouse(SqlWarehouse):
             secret = read_secret(self.settings.secret_arn or "", self.settings.region)
         return redshift_connector.connect(**connect_kwargs(self.settings, secret, self._environ))
 
+    def _is_missing_table(self, error: BaseException) -> bool:
+        return _error_fields(error).get("C") == "42P01"
+
     def _retry_reason(self, error: BaseException) -> str | None:
         if isinstance(error, CopyFailed):
             return None

@@ -14,7 +14,7 @@ import pytest
 
 from sinks.warehouse import open_warehouse, sql
 from sinks.warehouse.admin import check, init_warehouse, sync_dimensions
-from sinks.warehouse.base import WarehouseError
+from sinks.warehouse.base import WarehouseError, WarehouseMissingError
 from sinks.warehouse.postgres import (
     PostgresWarehouse,
     parse_postgres_url,
@@ -94,6 +94,23 @@ def test_password_comes_from_the_environment_only(
         assert isinstance(wh, PostgresWarehouse)
         wh.init()
         assert wh.committed("engagement") == []
+
+
+def test_top_without_tables_is_a_missing_warehouse_and_creates_nothing(
+    postgres_server: PgServer, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIAPULSE_WAREHOUSE_PASSWORD", _password())
+    url = f"postgresql://{TEST_ROLE}@127.0.0.1:{postgres_server.port}/{DATABASE}?schema={schema}"
+
+    with (
+        pytest.raises(WarehouseMissingError, match=f"no table {schema}.content_engagement"),
+        open_warehouse(WarehouseConfig(url=url), read_only=True) as wh,
+    ):
+        wh.top()
+
+    with postgres_server.admin() as conn:
+        found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    assert found == (0,)
 
 
 def _password() -> str:
