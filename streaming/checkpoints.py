@@ -14,9 +14,11 @@ Layout 1 (earlier versions) had two queries, ``ingest`` and ``engagement``, each
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pyspark.sql import SparkSession
 
-from streaming.storage import path_exists, read_text, write_text
+from streaming.storage import hadoop_path, path_exists, read_text, write_text
 
 LAYOUT_VERSION = 2
 MARKER = "LAYOUT"
@@ -59,3 +61,38 @@ def ensure_layout(spark: SparkSession, root: str) -> None:
             "position again)"
         )
     write_text(spark, marker, _MARKER_TEXT)
+
+
+def _latest_planned(spark: SparkSession, query_dir: str) -> int | None:
+    """When the query's latest committed batch was planned (ms since epoch), or None before any commit."""
+    commits, fs = hadoop_path(spark, f"{query_dir}/commits")
+    if not fs.exists(commits):
+        return None
+    batches = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]
+    if not batches:
+        return None
+    offsets, _ = hadoop_path(spark, f"{query_dir}/offsets/{max(batches)}")
+    return int(fs.getFileStatus(offsets).getModificationTime())
+
+
+def purge_consumed_records(spark: SparkSession, root: str, retention: timedelta) -> list[str]:
+    """Delete record files both readers have committed and that are older than ``retention``.
+
+    Each reader takes every committed record file at planning time (no admission bound), so a file
+    committed before a reader planned its latest committed batch has been read by it. A file's own
+    time precedes its batch's commit by at most the batch's duration, which ``retention`` must exceed.
+    """
+    planned = [_latest_planned(spark, checkpoint_dir(root, name)) for name in (EVENTS, ENGAGEMENT)]
+    if any(p is None for p in planned):
+        return []
+    cutoff = min(p for p in planned if p is not None) - int(retention.total_seconds() * 1000)
+    records, fs = hadoop_path(spark, checkpoint_dir(root, RECORDS))
+    if not fs.exists(records):
+        return []
+    removed = []
+    for status in fs.listStatus(records):
+        name = status.getPath().getName()
+        if status.isFile() and name.endswith(".parquet") and status.getModificationTime() < cutoff:
+            fs.delete(status.getPath(), False)
+            removed.append(name)
+    return removed

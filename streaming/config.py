@@ -214,6 +214,11 @@ class CheckpointConfig(_Section):
     path: str = Field(
         default="data/checkpoints", description="Spark checkpoints (offsets and state), one folder per query"
     )
+    records_retention: PositiveDuration = Field(
+        default=timedelta(hours=1),
+        description="validated records (`<checkpoint>/records/`) are deleted once both of their readers "
+        "committed them and they are older than this",
+    )
 
 
 class TriggerConfig(_Section):

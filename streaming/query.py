@@ -50,6 +50,10 @@ from streaming.transforms import (
 __all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks", "stamp"]
 
 
+# The record log keeps entries this many record retentions long (a day by default).
+RECORDS_LOG_RETENTION_FACTOR = 24
+
+
 @dataclass(frozen=True)
 class BatchWriter:
     """The foreachBatch function of a query: persist once, write every sink, unpersist."""
@@ -60,6 +64,10 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         frame = self.prepare(batch, batch_id) if self.prepare else batch
         write_all(list(self.sinks), frame, batch_id)
+
+
+def _millis(value: timedelta) -> int:
+    return round(value.total_seconds() * 1000)
 
 
 def records_path(cfg: AppConfig) -> str:
@@ -108,6 +116,9 @@ def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
         .outputMode("append")
         .format("parquet")
         .option("path", records_path(cfg))
+        # Metadata-log entries of files older than this are dropped at compaction, so the log its readers
+        # list on every trigger stays small; the files themselves go after records_retention.
+        .option("retention", f"{_millis(cfg.checkpoint.records_retention) * RECORDS_LOG_RETENTION_FACTOR}ms")
         .start()
     )
 

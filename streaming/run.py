@@ -15,13 +15,17 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from sinks.warehouse import Warehouse, open_warehouse
-from streaming.checkpoints import ensure_layout
+from streaming.checkpoints import ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
 from streaming.query import start_consumers, start_ingest
 from streaming.storage import path_exists
 
 log = logging.getLogger(__name__)
+
+
+# How often a long-running app deletes validated records both readers have committed.
+PURGE_INTERVAL_S = 60.0
 
 
 class PipelineError(RuntimeError):
@@ -91,13 +95,13 @@ def run_pipeline(
     warehouse: Callable[[], Warehouse] | None = None,
     max_rounds: int = 10_000,
 ) -> ProgressReporter:
-    """Run until the queries finish (``available_now``), fail, or a stop is requested.
+    """Run until the source is drained (``available_now``), a query fails, or a stop is requested.
 
-    Long-running, the ingest query and its two consumers run side by side. With ``available_now`` the
-    ingest query first drains the source, then both consumers drain the records it wrote. The Python
-    Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it reads one
-    bounded batch per run: the ingest run is repeated (from its checkpoint) until a run reads less
-    than ``source.max_records_per_trigger``.
+    The ingest query and its two consumers run side by side. With ``available_now`` the ingest query
+    reads what the source holds and ends; the consumers then finish the records it wrote, and stop.
+    The Python Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it
+    reads one bounded batch per run: the ingest run is repeated (from its checkpoint) until a run reads
+    less than ``source.max_records_per_trigger``.
     """
     ensure_layout(spark, cfg.checkpoint.path)
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
@@ -106,89 +110,106 @@ def run_pipeline(
     reporter = ProgressReporter()
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
+    run = _Run(spark, cfg, reporter, stop)
     try:
         with stop_signals(stop):
-            if not available_now:
-                _wait(spark, cfg, reporter, stop, on_started, lambda: _start_all(spark, cfg, opener))
-                return reporter
+            consumers = run.start(lambda: start_consumers(spark, cfg, warehouse=opener))
+            ingest = run.start(lambda: [start_ingest(spark, cfg, available_now=available_now)])
+            if on_started:
+                on_started([*ingest, *consumers])
             for _ in range(max_rounds):
-                queries = _wait(
-                    spark, cfg, reporter, stop, None, lambda: [start_ingest(spark, cfg, available_now=True)]
-                )
+                run.wait(until=lambda: not ingest[0].isActive)
                 repeat = (
-                    cfg.source.kind == "kinesis"
+                    available_now
+                    and cfg.source.kind == "kinesis"
                     and not stop.is_set()
-                    and _hit_admission_bound(queries, cfg.source.max_records_per_trigger)
+                    and _hit_admission_bound(ingest, cfg.source.max_records_per_trigger)
                 )
                 if not repeat:
                     break
                 log.info("a batch hit source.max_records_per_trigger: reading the rest of the backlog")
-            if not stop.is_set():
-                _wait(
-                    spark,
-                    cfg,
-                    reporter,
-                    stop,
-                    on_started,
-                    lambda: start_consumers(spark, cfg, available_now=True, warehouse=opener),
-                )
+                ingest[:] = run.start(lambda: [start_ingest(spark, cfg, available_now=True)])
+            if available_now and not stop.is_set():
+                run.drain(consumers)
     finally:
-        spark.streams.removeListener(reporter)
+        try:
+            run.stop_all()
+        finally:
+            spark.streams.removeListener(reporter)
     return reporter
 
 
-def _start_all(
-    spark: SparkSession, cfg: AppConfig, warehouse: Callable[[], Warehouse]
-) -> list[StreamingQuery]:
-    ingest = start_ingest(spark, cfg)
-    try:
-        return [ingest, *start_consumers(spark, cfg, warehouse=warehouse)]
-    except Exception:
-        ingest.stop()
-        raise
+class _Run:
+    """The queries of one run: started, watched for failures, stop requests and the stop marker."""
 
+    def __init__(
+        self, spark: SparkSession, cfg: AppConfig, reporter: ProgressReporter, stop: threading.Event
+    ) -> None:
+        self.spark, self.cfg, self.reporter, self.stop = spark, cfg, reporter, stop
+        self.queries: list[StreamingQuery] = []
+        self._next_marker_check = 0.0
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_S
 
-def _wait(
-    spark: SparkSession,
-    cfg: AppConfig,
-    reporter: ProgressReporter,
-    stop: threading.Event,
-    on_started: Callable[[list[StreamingQuery]], None] | None,
-    start: Callable[[], list[StreamingQuery]],
-) -> list[StreamingQuery]:
-    """Start queries, wait until they end, fail or a stop is requested; stop them all; raise a failure."""
-    queries: list[StreamingQuery] = []
-    try:
-        queries = start()
-        if on_started:
-            on_started(queries)
-        next_marker_check = 0.0
-        while any(q.isActive for q in queries):
-            if cfg.run.stop_marker and time.monotonic() >= next_marker_check:
-                next_marker_check = time.monotonic() + cfg.run.stop_poll_interval.total_seconds()
-                if marker_exists(spark, cfg.run.stop_marker):
-                    log.info("stop marker %s found: stopping after the current batch", cfg.run.stop_marker)
-                    stop.set()
-            if stop.is_set():
-                stop_after_current_batch(queries, cfg.run.stop_timeout.total_seconds())
-                break
-            for query in queries:
+    def start(self, starter: Callable[[], list[StreamingQuery]]) -> list[StreamingQuery]:
+        started = starter()
+        self.queries.extend(started)
+        return started
+
+    def wait(self, until: Callable[[], bool]) -> None:
+        """Wait until ``until()``, a failure (raised) or a stop request (queries stopped between batches)."""
+        while not until() and not self._stop_requested():
+            self._purge_records()
+            for query in self.queries:
                 if query.isActive:
                     try:
                         query.awaitTermination(0.5)
                     except StreamingQueryException:
-                        break  # reported below, after every query is stopped
-            if any(q.exception() for q in queries):
-                break
-    finally:
-        failures = [q for q in queries if q.exception()]
-        for query in queries:
+                        break
+            self._raise_failure()
+        self._raise_failure()
+
+    def drain(self, consumers: list[StreamingQuery]) -> None:
+        """Let each consumer process everything its source holds now, then stop it."""
+        for query in consumers:
+            try:
+                query.processAllAvailable()
+            except StreamingQueryException:
+                self._raise_failure()
+            query.stop()
+        self._raise_failure()
+
+    def stop_all(self) -> None:
+        if self.stop.is_set():
+            stop_after_current_batch(self.queries, self.cfg.run.stop_timeout.total_seconds())
+        for query in self.queries:
             if query.isActive:
                 query.stop()
-        reporter.reconcile(queries)
-    if failures:
-        first = failures[0]
-        raise PipelineError(
-            f"query {first.name} failed: {root_cause(str(first.exception()))}"
-        ) from first.exception()
-    return queries
+        self.reporter.reconcile(self.queries)
+        self._next_purge = 0.0
+        self._purge_records()
+
+    def _purge_records(self) -> None:
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_S
+        removed = purge_consumed_records(
+            self.spark, self.cfg.checkpoint.path, self.cfg.checkpoint.records_retention
+        )
+        if removed:
+            log.info("removed %d record files both readers committed", len(removed))
+
+    def _stop_requested(self) -> bool:
+        marker = self.cfg.run.stop_marker
+        if marker and time.monotonic() >= self._next_marker_check:
+            self._next_marker_check = time.monotonic() + self.cfg.run.stop_poll_interval.total_seconds()
+            if marker_exists(self.spark, marker):
+                log.info("stop marker %s found: stopping after the current batch", marker)
+                self.stop.set()
+        return self.stop.is_set()
+
+    def _raise_failure(self) -> None:
+        failed = next((q for q in self.queries if q.exception()), None)
+        if failed is not None:
+            raise PipelineError(
+                f"query {failed.name} failed: {root_cause(str(failed.exception()))}"
+            ) from failed.exception()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from streaming.checkpoints import CheckpointLayoutError, ensure_layout
+from streaming.checkpoints import CheckpointLayoutError, ensure_layout, purge_consumed_records
+from streaming.query import start_ingest
 from streaming.run import run_pipeline
-from tests.pipeline import make_scenario, pipeline_config
+from tests import oracle
+from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
+from tests.streaming.test_pipeline import assert_matches_truth
 
 
 def test_a_new_checkpoint_folder_is_marked_with_this_layout(spark, tmp_path):
@@ -33,3 +38,28 @@ def test_a_checkpoint_folder_of_another_layout_version_is_refused(spark, tmp_pat
     (tmp_path / "checkpoints" / "LAYOUT").write_text("mediapulse-checkpoints 3\n")
     with pytest.raises(CheckpointLayoutError, match="another version"):
         ensure_layout(spark, str(tmp_path / "checkpoints"))
+
+
+def test_record_files_both_readers_committed_are_purged_after_the_retention(spark, tmp_path):
+    scenario = make_scenario(tmp_path, events=600, files=3, contents=20, users=50, seed=2)
+    scenario.release(2)
+    cfg = pipeline_config(tmp_path, "checkpoint.records_retention=1 ms", "source.max_files_per_trigger=1")
+    run_pipeline(spark, cfg, available_now=True)  # purges what both readers committed at the end
+    records = tmp_path / "checkpoints" / "records"
+    assert not list(records.glob("*.parquet"))
+    scenario.release()
+    run_pipeline(spark, cfg, available_now=True)
+    truth = oracle.expected(scenario.incoming_files(), scenario.now)
+    assert_matches_truth(warehouse_rows(cfg), truth)
+    assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique
+
+
+def test_record_files_are_kept_while_a_reader_has_not_committed(spark, tmp_path):
+    scenario = make_scenario(tmp_path, events=300, files=1, contents=10, users=30, seed=3)
+    scenario.release()
+    root = str(tmp_path / "checkpoints")
+    cfg = pipeline_config(tmp_path)
+    ensure_layout(spark, root)
+    start_ingest(spark, cfg, available_now=True).awaitTermination()
+    assert list((tmp_path / "checkpoints" / "records").glob("*.parquet"))
+    assert purge_consumed_records(spark, root, timedelta(milliseconds=1)) == []
