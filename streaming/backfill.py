@@ -23,6 +23,7 @@ EVENT_LOG_SCHEMA = T.StructType(
         *EVENT_SCHEMA.fields,
         T.StructField("event_date", T.DateType(), True),
         T.StructField("event_hour", T.IntegerType(), True),
+        T.StructField("checkpoint_id", T.StringType(), True),
         T.StructField("batch_id", T.LongType(), True),
     ]
 )

@@ -14,6 +14,7 @@ Layout 1 (earlier versions) had two queries, ``ingest`` and ``engagement``, each
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from pyspark.sql import SparkSession
@@ -22,7 +23,7 @@ from streaming.storage import hadoop_path, path_exists, read_text, write_text
 
 LAYOUT_VERSION = 2
 MARKER = "LAYOUT"
-_MARKER_TEXT = f"mediapulse-checkpoints {LAYOUT_VERSION}\n"
+_MARKER_HEADER = f"mediapulse-checkpoints {LAYOUT_VERSION}"
 
 INGEST = "ingest"
 EVENTS = "events"
@@ -38,18 +39,24 @@ def checkpoint_dir(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
-def ensure_layout(spark: SparkSession, root: str) -> None:
-    """Accept a checkpoint folder of this layout or an empty one (and mark it); refuse any other."""
+def ensure_layout(spark: SparkSession, root: str) -> str:
+    """Accept a checkpoint folder of this layout or an empty one (and mark it); refuse any other.
+
+    Returns the folder's identity, made when it was first marked: the warehouse ledger keys its batches
+    by it, so a new (reset) checkpoint, whose batch ids start again at 0, is never taken for the old one.
+    """
     marker = checkpoint_dir(root, MARKER)
     text = read_text(spark, marker)
     if text is not None:
-        if text.strip() != _MARKER_TEXT.strip():
+        header, _, rest = text.partition("\n")
+        identity = rest.removeprefix("id ").strip()
+        if header.strip() != _MARKER_HEADER or not identity.isalnum():
             raise CheckpointLayoutError(
-                f"checkpoint.path {root!r} is marked {text.strip()!r}, not {_MARKER_TEXT.strip()!r}: it was "
+                f"checkpoint.path {root!r} is marked {header.strip()!r}, not {_MARKER_HEADER!r}: it was "
                 "written by another version of mediapulse; run that version, or point checkpoint.path at a "
                 "new folder"
             )
-        return
+        return identity
     earlier = [name for name in (INGEST, ENGAGEMENT) if path_exists(spark, checkpoint_dir(root, name))]
     if earlier:
         raise CheckpointLayoutError(
@@ -60,7 +67,14 @@ def ensure_layout(spark: SparkSession, root: str) -> None:
             "a source that holds only new records (a new checkpoint reads the source from its start "
             "position again)"
         )
-    write_text(spark, marker, _MARKER_TEXT)
+    identity = uuid.uuid4().hex[:12]
+    write_text(spark, marker, f"{_MARKER_HEADER}\nid {identity}\n")
+    return identity
+
+
+def ledger_name(query: str, identity: str) -> str:
+    """The name a query's batches carry in the warehouse ledger: the query and its checkpoint's identity."""
+    return f"{query}_{identity}"
 
 
 def _latest_planned(spark: SparkSession, query_dir: str) -> int | None:

@@ -31,7 +31,7 @@ from sinks.base import Sink, write_all
 from sinks.lake import LakeSink
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.warehouse.sink import WarehouseSink
-from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir
+from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir, ledger_name
 from streaming.config import AppConfig, spark_interval
 from streaming.parse import valid_events
 from streaming.schema import RECORD_SCHEMA
@@ -74,21 +74,24 @@ def records_path(cfg: AppConfig) -> str:
     return checkpoint_dir(cfg.checkpoint.path, RECORDS)
 
 
-def events_sinks(cfg: AppConfig) -> list[Sink]:
+def events_sinks(cfg: AppConfig, checkpoint_id: str) -> list[Sink]:
     lake = cfg.lake.path.rstrip("/")
     return [
-        LakeSink("events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows),
-        LakeSink("quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows),
+        LakeSink("events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id),
+        LakeSink("quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id),
     ]
 
 
-def engagement_sinks(cfg: AppConfig, warehouse: Callable[[], Warehouse] | None = None) -> list[Sink]:
+def engagement_sinks(
+    cfg: AppConfig, checkpoint_id: str, warehouse: Callable[[], Warehouse] | None = None
+) -> list[Sink]:
+    """The lake's engagement table and the warehouse; both key batches by the checkpoint's identity."""
     lake = cfg.lake.path.rstrip("/")
     return [
-        LakeSink("engagement", f"{lake}/engagement", ("window_date",), engagement_rows),
+        LakeSink("engagement", f"{lake}/engagement", ("window_date",), engagement_rows, checkpoint_id),
         WarehouseSink(
             "warehouse",
-            ENGAGEMENT,
+            ledger_name(ENGAGEMENT, checkpoint_id),
             cfg.staging_path,
             warehouse or (lambda: open_warehouse(cfg.warehouse)),
         ),
@@ -133,13 +136,15 @@ def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return spark.readStream.schema(RECORD_SCHEMA).parquet(path)
 
 
-def start_events(spark: SparkSession, cfg: AppConfig, *, available_now: bool = False) -> StreamingQuery:
+def start_events(
+    spark: SparkSession, cfg: AppConfig, checkpoint_id: str, *, available_now: bool = False
+) -> StreamingQuery:
     """records -> the lake's event log and quarantine."""
     records = read_records(spark, cfg)
     return (
         _writer(records, EVENTS, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("append")
-        .foreachBatch(BatchWriter(tuple(events_sinks(cfg))))
+        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id))))
         .start()
     )
 
@@ -147,6 +152,7 @@ def start_events(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
 def start_engagement(
     spark: SparkSession,
     cfg: AppConfig,
+    checkpoint_id: str,
     *,
     available_now: bool = False,
     warehouse: Callable[[], Warehouse] | None = None,
@@ -165,7 +171,7 @@ def start_engagement(
     return (
         _writer(aggregates, ENGAGEMENT, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("update")
-        .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, warehouse)), prepare=stamp))
+        .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, checkpoint_id, warehouse)), prepare=stamp))
         .start()
     )
 
@@ -173,14 +179,17 @@ def start_engagement(
 def start_consumers(
     spark: SparkSession,
     cfg: AppConfig,
+    checkpoint_id: str,
     *,
     available_now: bool = False,
     warehouse: Callable[[], Warehouse] | None = None,
 ) -> list[StreamingQuery]:
     """Start the two readers of the records; if the second cannot start, stop the first."""
-    queries = [start_events(spark, cfg, available_now=available_now)]
+    queries = [start_events(spark, cfg, checkpoint_id, available_now=available_now)]
     try:
-        queries.append(start_engagement(spark, cfg, available_now=available_now, warehouse=warehouse))
+        queries.append(
+            start_engagement(spark, cfg, checkpoint_id, available_now=available_now, warehouse=warehouse)
+        )
     except Exception:
         queries[0].stop()
         raise

@@ -103,7 +103,7 @@ def run_pipeline(
     reads one bounded batch per run: the ingest run is repeated (from its checkpoint) until a run reads
     less than ``source.max_records_per_trigger``.
     """
-    ensure_layout(spark, cfg.checkpoint.path)
+    checkpoint_id = ensure_layout(spark, cfg.checkpoint.path)
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
     with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
         target.init()
@@ -113,7 +113,7 @@ def run_pipeline(
     run = _Run(spark, cfg, reporter, stop)
     try:
         with stop_signals(stop):
-            consumers = run.start(lambda: start_consumers(spark, cfg, warehouse=opener))
+            consumers = run.start(lambda: start_consumers(spark, cfg, checkpoint_id, warehouse=opener))
             ingest = run.start(lambda: [start_ingest(spark, cfg, available_now=available_now)])
             if on_started:
                 on_started([*ingest, *consumers])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -9,15 +11,16 @@ import pytest
 from streaming.checkpoints import CheckpointLayoutError, ensure_layout, purge_consumed_records
 from streaming.query import start_ingest
 from streaming.run import run_pipeline
+from streaming.simulate import DEFAULT_START
 from tests import oracle
 from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
 from tests.streaming.test_pipeline import assert_matches_truth
 
 
 def test_a_new_checkpoint_folder_is_marked_with_this_layout(spark, tmp_path):
-    ensure_layout(spark, str(tmp_path / "checkpoints"))
-    assert (tmp_path / "checkpoints" / "LAYOUT").read_text() == "mediapulse-checkpoints 2\n"
-    ensure_layout(spark, str(tmp_path / "checkpoints"))  # and accepted again
+    identity = ensure_layout(spark, str(tmp_path / "checkpoints"))
+    assert (tmp_path / "checkpoints" / "LAYOUT").read_text() == f"mediapulse-checkpoints 2\nid {identity}\n"
+    assert ensure_layout(spark, str(tmp_path / "checkpoints")) == identity  # accepted again, same identity
 
 
 @pytest.mark.parametrize("query", ["ingest", "engagement"])
@@ -63,3 +66,31 @@ def test_record_files_are_kept_while_a_reader_has_not_committed(spark, tmp_path)
     start_ingest(spark, cfg, available_now=True).awaitTermination()
     assert list((tmp_path / "checkpoints" / "records").glob("*.parquet"))
     assert purge_consumed_records(spark, root, timedelta(milliseconds=1)) == []
+
+
+def test_a_reset_checkpoint_does_not_skip_the_batches_of_new_data(spark, tmp_path):
+    """Delete the checkpoint, run again over new data: warehouse and lake get it, the old output stays."""
+    first = make_scenario(tmp_path / "first", events=600, files=2, contents=20, users=60, seed=8)
+    later = make_scenario(
+        tmp_path / "later", events=600, files=2, contents=20, users=60, seed=9,
+        start=DEFAULT_START + timedelta(hours=6),
+    )  # fmt: skip
+    shared = [f"warehouse.url=duckdb:///{tmp_path / 'w.duckdb'}", f"lake.path={tmp_path / 'lake'}"]
+    for scenario in (first, later):
+        scenario.release()
+        cfg = pipeline_config(scenario.root, *shared, f"checkpoint.path={tmp_path / 'checkpoints'}")
+        run_pipeline(spark, cfg, available_now=True)
+        shutil.rmtree(tmp_path / "checkpoints")  # a reset: batch ids start again at 0
+
+    truth_first = oracle.expected(first.incoming_files(), first.now)
+    truth_later = oracle.expected(later.incoming_files(), later.now)
+    assert not set(truth_first.aggregates) & set(truth_later.aggregates), "the two runs' windows are apart"
+    assert_matches_truth(warehouse_rows(cfg), _union(truth_first, truth_later))
+    events = spark.read.parquet(f"{tmp_path / 'lake'}/events")
+    assert events.count() == truth_first.valid_unique + truth_later.valid_unique
+    quarantine = spark.read.parquet(f"{tmp_path / 'lake'}/quarantine")
+    assert quarantine.count() == truth_first.quarantined + truth_later.quarantined
+
+
+def _union(a: oracle.Expected, b: oracle.Expected) -> oracle.Expected:
+    return dataclasses.replace(a, aggregates={**a.aggregates, **b.aggregates})

@@ -51,14 +51,15 @@ def run_and_kill(root: Path, when: str, query: str, batch: int, timeout_s: float
 
 def lake_counts(lake: Path) -> tuple[int, int, int]:
     """Rows and distinct ids in the event log, rows in the quarantine: the partition layout glob."""
+    batches = "checkpoint_id=*/batch_id=*/*.parquet"
     with duckdb.connect() as conn:
         rows, ids = conn.execute(
             f"SELECT count(*), count(DISTINCT event_id) FROM read_parquet("
-            f"'{lake}/events/event_date=*/event_hour=*/batch_id=*/*.parquet', hive_partitioning = true)"
+            f"'{lake}/events/event_date=*/event_hour=*/{batches}', hive_partitioning = true)"
         ).fetchone()
         (quarantined,) = conn.execute(
-            f"SELECT count(*) FROM read_parquet("
-            f"'{lake}/quarantine/ingest_date=*/batch_id=*/*.parquet', hive_partitioning = true)"
+            f"SELECT count(*) FROM read_parquet('{lake}/quarantine/ingest_date=*/{batches}', "
+            "hive_partitioning = true)"
         ).fetchone()
     return rows, ids, quarantined
 

@@ -16,6 +16,7 @@ from streaming.run import run_pipeline
 from streaming.transforms import stamp
 from tests.pipeline import pipeline_config, warehouse_rows
 
+CHECKPOINT_ID = "c0ffee"
 DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
 AGGREGATE_SCHEMA = T.StructType(
     [
@@ -85,7 +86,7 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
     batch = spark.createDataFrame([ROW_C1, ROW_C2], AGGREGATE_SCHEMA)
-    writer = BatchWriter(tuple(engagement_sinks(cfg)), prepare=stamp)
+    writer = BatchWriter(tuple(engagement_sinks(cfg, CHECKPOINT_ID)), prepare=stamp)
     writer(batch, 7)
     first_rows = warehouse_rows(cfg)
     first_lake = spark.read.parquet(f"{cfg.lake.path}/engagement").count()
@@ -94,14 +95,14 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
         k: v["impressions"] for k, v in first_rows.items()
     }
     assert spark.read.parquet(f"{cfg.lake.path}/engagement").count() == first_lake == 2
-    assert ledger(cfg) == [("engagement", 7)]
+    assert ledger(cfg) == [(f"engagement_{CHECKPOINT_ID}", 7)]
 
 
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
     row = ROW_C1
-    lake_sink = engagement_sinks(cfg)[0]
+    lake_sink = engagement_sinks(cfg, CHECKPOINT_ID)[0]
     lake_sink.write(stamp(spark.createDataFrame([row], AGGREGATE_SCHEMA), 3), 3)
     replayed = (*row[:8], 11, *row[9:])
     lake_sink.write(stamp(spark.createDataFrame([replayed], AGGREGATE_SCHEMA), 3), 3)
