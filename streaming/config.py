@@ -193,6 +193,12 @@ class WarehouseConfig(_Section):
         description="where a batch is staged as Parquet before its warehouse load (unset: "
         "`<lake.path>/_staging`)",
     )
+    max_outage: PositiveDuration = Field(
+        default=timedelta(minutes=30),
+        description="how long a batch load keeps retrying an unreachable PostgreSQL or Redshift warehouse "
+        "(backoff up to the URL's `retry_max_ms`, one warning per attempt) while the stream waits; "
+        "then the app stops with an error",
+    )
 
     @field_validator("url")
     @classmethod
@@ -244,6 +250,17 @@ class RunConfig(_Section):
     )
     stop_timeout: PositiveDuration = Field(
         default=timedelta(minutes=10), description="longest wait for an in-flight micro-batch when stopping"
+    )
+    max_restarts_per_hour: int = Field(
+        default=5,
+        ge=0,
+        description="a failed query is restarted from its checkpoint at most this many times in any hour; "
+        "one more failure ends the app with a non-zero exit",
+    )
+    restart_backoff: PositiveDuration = Field(
+        default=timedelta(seconds=10),
+        description="wait before the first restart of a failed query; doubled for each further restart "
+        "within the hour, up to 5 min",
     )
 
 

@@ -7,6 +7,7 @@ import re
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,10 +16,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from sinks.warehouse import Warehouse, open_warehouse
-from streaming.checkpoints import ensure_layout, purge_consumed_records
+from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
-from streaming.query import start_consumers, start_ingest
+from streaming.query import start_engagement, start_events, start_ingest
 from streaming.storage import path_exists
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # How often a long-running app deletes validated records both readers have committed.
 PURGE_INTERVAL_S = 60.0
+# Longest wait before restarting a failed query.
+MAX_BACKOFF_S = 300.0
 
 
 class PipelineError(RuntimeError):
@@ -95,13 +98,14 @@ def run_pipeline(
     warehouse: Callable[[], Warehouse] | None = None,
     max_rounds: int = 10_000,
 ) -> ProgressReporter:
-    """Run until the source is drained (``available_now``), a query fails, or a stop is requested.
+    """Run until the source is drained (``available_now``), a stop is requested, or a query keeps failing.
 
     The ingest query and its two consumers run side by side. With ``available_now`` the ingest query
     reads what the source holds and ends; the consumers then finish the records it wrote, and stop.
-    The Python Kinesis source cannot split a backlog across an ``availableNow`` run on Spark 4.0, so it
-    reads one bounded batch per run: the ingest run is repeated (from its checkpoint) until a run reads
-    less than ``source.max_records_per_trigger``.
+    A failed query is restarted from its checkpoint with backoff, at most ``run.max_restarts_per_hour``
+    times in any hour. The Python Kinesis source cannot split a backlog across an ``availableNow`` run on
+    Spark 4.0, so it reads one bounded batch per run: the ingest run is repeated (from its checkpoint)
+    until a run reads less than ``source.max_records_per_trigger``.
     """
     checkpoint_id = ensure_layout(spark, cfg.checkpoint.path)
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
@@ -113,24 +117,25 @@ def run_pipeline(
     run = _Run(spark, cfg, reporter, stop)
     try:
         with stop_signals(stop):
-            consumers = run.start(lambda: start_consumers(spark, cfg, checkpoint_id, warehouse=opener))
-            ingest = run.start(lambda: [start_ingest(spark, cfg, available_now=available_now)])
+            run.start(EVENTS, lambda: start_events(spark, cfg, checkpoint_id))
+            run.start(ENGAGEMENT, lambda: start_engagement(spark, cfg, checkpoint_id, warehouse=opener))
+            run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=available_now))
             if on_started:
-                on_started([*ingest, *consumers])
+                on_started([run.queries[name] for name in (INGEST, EVENTS, ENGAGEMENT)])
             for _ in range(max_rounds):
-                run.wait(until=lambda: not ingest[0].isActive)
+                run.wait(until=lambda: not run.queries[INGEST].isActive)
                 repeat = (
                     available_now
                     and cfg.source.kind == "kinesis"
                     and not stop.is_set()
-                    and _hit_admission_bound(ingest, cfg.source.max_records_per_trigger)
+                    and _hit_admission_bound([run.queries[INGEST]], cfg.source.max_records_per_trigger)
                 )
                 if not repeat:
                     break
                 log.info("a batch hit source.max_records_per_trigger: reading the rest of the backlog")
-                ingest[:] = run.start(lambda: [start_ingest(spark, cfg, available_now=True)])
+                run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=True))
             if available_now and not stop.is_set():
-                run.drain(consumers)
+                run.drain(EVENTS, ENGAGEMENT)
     finally:
         try:
             run.stop_all()
@@ -140,53 +145,90 @@ def run_pipeline(
 
 
 class _Run:
-    """The queries of one run: started, watched for failures, stop requests and the stop marker."""
+    """The queries of one run: started, watched, restarted after a failure, stopped between batches."""
 
     def __init__(
         self, spark: SparkSession, cfg: AppConfig, reporter: ProgressReporter, stop: threading.Event
     ) -> None:
         self.spark, self.cfg, self.reporter, self.stop = spark, cfg, reporter, stop
-        self.queries: list[StreamingQuery] = []
+        self.queries: dict[str, StreamingQuery] = {}
+        self._starters: dict[str, Callable[[], StreamingQuery]] = {}
+        self._finished: list[StreamingQuery] = []
+        self._restarts: deque[float] = deque()
         self._next_marker_check = 0.0
         self._next_purge = time.monotonic() + PURGE_INTERVAL_S
 
-    def start(self, starter: Callable[[], list[StreamingQuery]]) -> list[StreamingQuery]:
-        started = starter()
-        self.queries.extend(started)
-        return started
+    def start(self, name: str, starter: Callable[[], StreamingQuery]) -> StreamingQuery:
+        if name in self.queries:
+            self._finished.append(self.queries[name])
+        self._starters[name] = starter
+        self.queries[name] = starter()
+        return self.queries[name]
 
     def wait(self, until: Callable[[], bool]) -> None:
-        """Wait until ``until()``, a failure (raised) or a stop request (queries stopped between batches)."""
-        while not until() and not self._stop_requested():
+        """Wait until ``until()`` or a stop request; failed queries are restarted (or the failure raised)."""
+        while True:
+            self._recover()
+            if until() or self._stop_requested():
+                return
             self._purge_records()
-            for query in self.queries:
+            for query in list(self.queries.values()):
                 if query.isActive:
                     try:
                         query.awaitTermination(0.5)
                     except StreamingQueryException:
                         break
-            self._raise_failure()
-        self._raise_failure()
 
-    def drain(self, consumers: list[StreamingQuery]) -> None:
-        """Let each consumer process everything its source holds now, then stop it."""
-        for query in consumers:
-            try:
-                query.processAllAvailable()
-            except StreamingQueryException:
-                self._raise_failure()
-            query.stop()
-        self._raise_failure()
+    def drain(self, *names: str) -> None:
+        """Let each named query process everything its source holds now, then stop it."""
+        for name in names:
+            while not self.stop.is_set():
+                try:
+                    self.queries[name].processAllAvailable()
+                    break
+                except StreamingQueryException:
+                    self._recover()
+            self.queries[name].stop()
+        self._recover()
 
     def stop_all(self) -> None:
+        queries = list(self.queries.values())
         if self.stop.is_set():
-            stop_after_current_batch(self.queries, self.cfg.run.stop_timeout.total_seconds())
-        for query in self.queries:
+            stop_after_current_batch(queries, self.cfg.run.stop_timeout.total_seconds())
+        for query in queries:
             if query.isActive:
                 query.stop()
-        self.reporter.reconcile(self.queries)
+        self.reporter.reconcile([*self._finished, *queries])
         self._next_purge = 0.0
         self._purge_records()
+
+    def _recover(self) -> None:
+        """Restart each failed query from its checkpoint, within the restart budget; else raise."""
+        for name, query in list(self.queries.items()):
+            error = query.exception()
+            if error is None:
+                continue
+            cause = root_cause(str(error))
+            now = time.monotonic()
+            while self._restarts and now - self._restarts[0] > 3600:
+                self._restarts.popleft()
+            budget = self.cfg.run.max_restarts_per_hour
+            if len(self._restarts) >= budget:
+                raise PipelineError(
+                    f"query {name} failed: {cause} ({len(self._restarts)} restarts in the last hour, "
+                    f"run.max_restarts_per_hour is {budget})"
+                ) from error
+            self._restarts.append(now)
+            delay = min(
+                self.cfg.run.restart_backoff.total_seconds() * 2 ** (len(self._restarts) - 1), MAX_BACKOFF_S
+            )
+            log.warning(
+                "query %s failed: %s; restarting it from its checkpoint in %.0f s (restart %d of %d an hour)",
+                name, cause, delay, len(self._restarts), budget,
+            )  # fmt: skip
+            if self.stop.wait(delay):
+                raise PipelineError(f"query {name} failed: {cause} (stopped before its restart)") from error
+            self.start(name, self._starters[name])
 
     def _purge_records(self) -> None:
         if time.monotonic() < self._next_purge:
@@ -206,10 +248,3 @@ class _Run:
                 log.info("stop marker %s found: stopping after the current batch", marker)
                 self.stop.set()
         return self.stop.is_set()
-
-    def _raise_failure(self) -> None:
-        failed = next((q for q in self.queries if q.exception()), None)
-        if failed is not None:
-            raise PipelineError(
-                f"query {failed.name} failed: {root_cause(str(failed.exception()))}"
-            ) from failed.exception()
