@@ -13,9 +13,11 @@ EVENTS ?= 20000
 KINESIS_STREAM ?= mediapulse-events
 KINESIS_SHARDS ?= 4
 KINESIS_REGION ?= us-east-1
-BENCH_EVENTS ?= 1000000
+BENCH_EVENTS ?= 1000000 5000000
+BENCH_RATES ?= 25000 50000 75000 100000
+BENCH_SECONDS ?= 120
 
-.PHONY: help install run simulate top test lint bench docs clean run-kinesis
+.PHONY: help install run simulate top test lint bench bench-sustained docs clean run-kinesis
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,8 +55,12 @@ lint: install ## ruff over the code; refuse installs from a local path or file U
 	$(BIN)/ruff check streaming sinks bootstrap tests bench scripts
 	$(BIN)/python scripts/check_public_installs.py
 
-bench: install ## pipeline vs bare Spark batch job on BENCH_EVENTS events (see docs/benchmarks.md)
+bench: install ## cold runs on BENCH_EVENTS events vs the bare Spark job, then bench-sustained (docs/benchmarks.md)
 	$(BIN)/python bench/pipeline.py --events $(BENCH_EVENTS)
+	$(MAKE) --no-print-directory bench-sustained
+
+bench-sustained: install ## long-running: files arrive at each of BENCH_RATES events/s for BENCH_SECONDS s
+	$(BIN)/python bench/sustained.py --rates $(BENCH_RATES) --duration $(BENCH_SECONDS) --jobs 2
 
 run-kinesis: install node_modules/.installed ## the same run through a local Kinesis-API server (started and stopped here)
 	rm -rf data/checkpoints/kinesis

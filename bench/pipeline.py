@@ -1,183 +1,226 @@
-"""Pipeline throughput vs a bare Spark batch job on the same files, in one run.
+"""Cold, whole-process cost of the pipeline against a bare Spark batch job on the same files, in one run.
 
-    python bench/pipeline.py --events 1000000 [--files 100] [--per-trigger 10] [--workdir bench/out]
+    .venv/bin/python bench/pipeline.py [--events 1000000 [5000000 ...]] [--events-per-file 10000]
+                                       [--workdir bench/out] [--set KEY=VALUE ...] [--skip-bare]
 
-Generates simulated traffic once, then runs, each in its own JVM (so neither inherits the other's
-warm-up or caches):
+For each event count N, N events are simulated once (``mediapulse simulate``'s generator: Zipf content
+popularity, 2 % client retries, 1 % malformed; N / 10,000 files, every other one gzipped) and kept under
+``<workdir>/events-N-files-F/`` for later runs. Then, each in a fresh process and timed from process
+creation to exit (interpreter and JVM start included, no warm-up excluded):
 
-* ``pipeline``: ``mediapulse run --available-now`` semantics (both queries, all sinks, DuckDB);
-* ``bare``: a Spark batch job that only parses the same files with ``spark.read.json`` and an explicit
-  schema and aggregates the same windows (no validation, dedup, enrichment, state or sinks).
+* ``pipeline``: ``.venv/bin/mediapulse run --available-now`` with its source, lake, checkpoints and
+  DuckDB warehouse pointed into the work folder (every query, every sink);
+* ``bare``: ``bench/bare_batch.py`` - ``spark.read.json`` with an explicit schema, the same 5-minute
+  window aggregates, a Parquet write.
 
-Prints events/s, per-batch latency (p50/p95), peak resident memory of the process tree, and the ratio.
+Reported per job: wall seconds, CPU seconds of the process tree, events/s and µs/event (wall), peak
+resident memory of the whole process tree (driver, JVM, Python workers; sampled every 0.5 s), and for the
+pipeline the p50/p95 duration of its micro-batches (from its progress lines). With several event counts,
+the largest is compared with the smallest: memory should stay within 1.2x and cost per event should not
+rise. Results are appended to ``<workdir>/results.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
-import os
 import shutil
-import statistics
-import subprocess
 import sys
-import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from measure import (
+    BIN,
+    ROOT,
+    JobResult,
+    app_overrides,
+    batch_lines,
+    code_version,
+    percentile,
+    run_job,
+    set_args,
+)
 
-PIPELINE_JOB = """
-import json, sys, time
-from streaming.config import load_config
-from streaming.run import run_pipeline
-from streaming.session import build_session
-cfg = load_config(overrides=sys.argv[1:], environ={})
-spark = build_session(cfg.spark)
-spark.range(1).count()  # JVM warm-up, as the bare job gets
-start = time.perf_counter()
-reporter = run_pipeline(spark, cfg, available_now=True)
-elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "durations_ms": reporter.durations,
-                  "totals": {k: dict(v) for k, v in reporter.totals.items()}}))
-"""
-
-BARE_JOB = """
-import json, sys, time
-from pyspark.sql import functions as F, types as T
-from streaming.config import SparkConfig
-from streaming.session import build_session
-spark = build_session(SparkConfig(master="local[2]", shuffle_partitions=4))
-spark.range(1).count()
-schema = T.StructType([T.StructField(n, T.StringType()) for n in
-    ("event_id", "event_type", "event_time", "content_id", "affiliate_id", "platform", "user_id")]
-    + [T.StructField("watch_ms", T.LongType())])
-start = time.perf_counter()
-events = (spark.read.schema(schema).option("recursiveFileLookup", "true").json(sys.argv[1])
-    .withColumn("ts", F.coalesce(F.try_to_timestamp("event_time"),
-                                 F.timestamp_millis(F.expr("try_cast(event_time AS BIGINT)")))))
-(events.groupBy(F.window("ts", "5 minutes"), "content_id", "affiliate_id", F.lower("platform"))
-    .agg(F.count_if(F.col("event_type") == "impression"), F.count_if(F.col("event_type") == "click"),
-         F.count_if(F.col("event_type") == "play_start"), F.count_if(F.col("event_type") == "complete"),
-         F.sum("watch_ms"), F.hll_sketch_estimate(F.hll_sketch_agg("user_id", 14)))
-    .write.format("noop").mode("overwrite").save())
-print(json.dumps({"seconds": time.perf_counter() - start}))
-"""
+MEMORY_GROWTH_LIMIT = 1.2
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+def count_records(path: Path) -> int:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
 
 
-def run_measured(code: str, args: list[str], log_path: Path) -> tuple[dict, float]:
-    """Run a Python job in a fresh process; returns its JSON result and peak RSS (MiB) of its tree."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=log, env=env, text=True
+def simulated_input(workdir: Path, events: int, files: int) -> tuple[Path, Path, int]:
+    """The simulated source folder, dimension file and record count for ``events``; generated once."""
+    from streaming.simulate import SimulationSpec, simulate, write_dimension, write_files
+
+    data = workdir / f"events-{events}-files-{files}"
+    incoming, dimension, manifest = (
+        data / "incoming",
+        data / "dimensions" / "content.csv",
+        data / "input.json",
     )
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid))
-            done.wait(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = proc.communicate(timeout=3600)
-    done.set()
-    sampler.join()
-    log.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark job failed with exit code {proc.returncode}; see {log_path}")
-    return json.loads(out.strip().splitlines()[-1]), peak / 1024
+    if manifest.exists():
+        return incoming, dimension, json.loads(manifest.read_text())["records"]
+    shutil.rmtree(data, ignore_errors=True)
+    started = time.perf_counter()
+    spec = SimulationSpec(events=events, files=files, contents=5000, users=200_000, seed=42)
+    traffic = simulate(spec)
+    paths = write_files(traffic, incoming, spec)
+    write_dimension(traffic, dimension)
+    records = sum(count_records(p) for p in paths)
+    manifest.write_text(json.dumps({"records": records, "files": len(paths), "spec_seed": spec.seed}))
+    print(f"simulated {records:,} records in {len(paths)} files in {time.perf_counter() - started:.0f} s")
+    return incoming, dimension, records
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def batch_stats(result: JobResult) -> dict[str, dict[str, float]]:
+    """Per query (and over all queries): number of batches with data, p50 and p95 duration in seconds."""
+    lines = batch_lines(result.log_text)
+    groups: dict[str, list[float]] = {"all": [line.ms / 1000 for line in lines]}
+    for line in lines:
+        groups.setdefault(line.query, []).append(line.ms / 1000)
+    return {
+        name: {"batches": len(values), "p50_s": percentile(values, 0.5), "p95_s": percentile(values, 0.95)}
+        for name, values in groups.items()
+    }
+
+
+def job_row(name: str, result: JobResult, records: int) -> dict[str, float | str]:
+    return {
+        "job": name,
+        "wall_s": round(result.wall_s, 2),
+        "cpu_s": round(result.cpu_s, 1),
+        "events_per_s": round(records / result.wall_s),
+        "us_per_event": round(result.wall_s / records * 1e6, 2),
+        "peak_rss_mib": round(result.peak_rss_mib),
+    }
+
+
+def measure(
+    workdir: Path, events: int, files: int, overrides: list[str], skip_bare: bool, timeout_s: float
+) -> dict:
+    incoming, dimension, records = simulated_input(workdir, events, files)
+    work = workdir / f"run-{events}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    settings = [*app_overrides(work, incoming, dimension), *overrides]
+
+    pipeline = run_job(
+        [str(BIN / "mediapulse"), "run", "--available-now", *set_args(settings)],
+        work / "pipeline.log",
+        timeout_s,
+    )
+    if pipeline.returncode != 0:
+        raise SystemExit(f"pipeline failed (exit {pipeline.returncode}); see {pipeline.log}")
+    rows = [job_row("pipeline: mediapulse run --available-now", pipeline, records)]
+    result = {
+        "events": events,
+        "records": records,
+        "files": files,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": code_version(),
+        "overrides": overrides,
+        "batches": batch_stats(pipeline),
+        "jobs": rows,
+    }
+    if not skip_bare:
+        bare = run_job(
+            [
+                str(BIN / "python"),
+                str(ROOT / "bench" / "bare_batch.py"),
+                str(incoming),
+                str(work / "bare-out"),
+                *set_args(overrides),
+            ],
+            work / "bare.log",
+            timeout_s,
+        )
+        if bare.returncode != 0:
+            raise SystemExit(f"bare batch job failed (exit {bare.returncode}); see {bare.log}")
+        rows.append(job_row("bare Spark batch job", bare, records))
+        result["ratio"] = round(pipeline.wall_s / bare.wall_s, 2)
+        result["cpu_ratio"] = round(pipeline.cpu_s / bare.cpu_s, 2)
+    return result
+
+
+def report(result: dict) -> None:
+    label = f"{result['label']}: " if result.get("label") else ""
+    print(f"\n{label}{result['records']:,} records in {result['files']} files ({result['version']}):")
+    print(f"  {'job':42} {'wall s':>8} {'CPU s':>7} {'events/s':>10} {'µs/event':>9} {'peak RSS MiB':>13}")
+    for row in result["jobs"]:
+        print(
+            f"  {row['job']:42} {row['wall_s']:8.1f} {row['cpu_s']:7.0f} {row['events_per_s']:10,}"
+            f" {row['us_per_event']:9.1f} {row['peak_rss_mib']:13,}"
+        )
+    if "ratio" in result:
+        print(f"  pipeline / bare: wall time {result['ratio']:.2f}, CPU time {result['cpu_ratio']:.2f}")
+    for query, s in result["batches"].items():
+        print(
+            f"  batches with data [{query}]: {s['batches']}, p50 {s['p50_s']:.1f} s, p95 {s['p95_s']:.1f} s"
+        )
+
+
+def scale_check(small: dict, large: dict) -> None:
+    """Memory and cost per event of the largest run against the smallest."""
+    a, b = small["jobs"][0], large["jobs"][0]
+    memory, cost = b["peak_rss_mib"] / a["peak_rss_mib"], b["us_per_event"] / a["us_per_event"]
+    print(f"\npipeline, {large['records']:,} against {small['records']:,} records:")
+    verdict = "ok" if memory <= MEMORY_GROWTH_LIMIT else "NOT MET"
+    print(
+        f"  peak RSS {b['peak_rss_mib']:,} / {a['peak_rss_mib']:,} MiB = {memory:.2f}x "
+        f"(limit {MEMORY_GROWTH_LIMIT}x): {verdict}"
+    )
+    print(
+        f"  µs/event {b['us_per_event']:.1f} / {a['us_per_event']:.1f} = {cost:.2f}x "
+        f"(must not rise): {'ok' if cost <= 1.0 else 'ROSE'}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--files", type=int, default=100)
-    parser.add_argument("--per-trigger", type=int, default=10, help="source.max_files_per_trigger")
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000], metavar="N")
+    parser.add_argument("--events-per-file", type=int, default=10_000, metavar="N")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
-    parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both jobs, e.g. --set spark.shuffle_partitions=8",
+    )
+    parser.add_argument("--label", default="", help="a note stored with the results, e.g. 'before'")
+    parser.add_argument("--skip-bare", action="store_true", help="run the pipeline only")
+    parser.add_argument("--timeout", type=float, default=3600, metavar="S", help="per job (default 3600)")
     args = parser.parse_args()
 
-    from streaming.simulate import SimulationSpec, simulate, write_dimension, write_files
+    workdir = args.workdir.resolve()
+    history = workdir / "results.json"
+    previous = json.loads(history.read_text()) if history.exists() else []
+    results = []
+    for events in sorted(set(args.events)):
+        files = max(1, events // args.events_per_file)
+        result = measure(workdir, events, files, args.overrides, args.skip_bare, args.timeout)
+        result["label"] = args.label
+        report(result)
+        results.append(result)
+    if len(results) > 1:
+        scale_check(results[0], results[-1])
+    else:  # against the latest smaller run with the same overrides, from an earlier invocation
+        earlier = [
+            r for r in previous if r["events"] < results[0]["events"] and r["overrides"] == args.overrides
+        ]
+        if earlier:
+            print(f"\n(the smaller run is from {earlier[-1]['measured_at']}, {earlier[-1]['version']})")
+            scale_check(earlier[-1], results[0])
 
-    work = args.workdir / f"events-{args.events}"
-    incoming = work / "incoming"
-    if not incoming.exists():
-        started = time.perf_counter()
-        spec = SimulationSpec(events=args.events, files=args.files, contents=5000, users=200_000, seed=42)
-        traffic = simulate(spec)
-        write_files(traffic, incoming, spec)
-        write_dimension(traffic, work / "dimensions" / "content.csv")
-        print(f"generated {len(traffic.lines):,} lines in {time.perf_counter() - started:.0f} s")
-    for leftover in ("lake", "checkpoints", "warehouse.duckdb"):
-        target = work / leftover
-        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-
-    overrides = [
-        f"source.path={incoming}",
-        f"source.max_files_per_trigger={args.per_trigger}",
-        f"dimensions.content_path={work / 'dimensions' / 'content.csv'}",
-        f"lake.path={work / 'lake'}",
-        f"warehouse.url=duckdb:///{work / 'warehouse.duckdb'}",
-        f"checkpoint.path={work / 'checkpoints'}",
-    ]
-    pipeline, pipeline_peak = run_measured(PIPELINE_JOB, overrides, work / "pipeline.log")
-    records = pipeline["totals"]["ingest"]["records_in"]
-    durations = [d / 1000 for q in pipeline["durations_ms"].values() for d in q]
-    rows = [
-        ("pipeline (2 queries, all sinks)", pipeline["seconds"], pipeline_peak),
-    ]
-    if not args.skip_bare:
-        bare, bare_peak = run_measured(BARE_JOB, [str(incoming)], work / "bare.log")
-        rows.append(("bare batch job (parse + aggregate)", bare["seconds"], bare_peak))
-
-    print(f"\n{records:,} records, {args.files} files, {args.per_trigger} files per trigger, 2 cores")
-    print(f"{'job':38} {'seconds':>8} {'events/s':>10} {'µs/event':>9} {'peak RSS MiB':>13}")
-    for name, seconds, peak in rows:
-        rate, cost = records / seconds, seconds / records * 1e6
-        print(f"{name:38} {seconds:8.1f} {rate:10,.0f} {cost:9.1f} {peak:13,.0f}")
-    p50, p95 = percentile(durations, 0.5), percentile(durations, 0.95)
-    batches = len(durations)
-    print(f"micro-batch latency: p50 {p50:.1f} s, p95 {p95:.1f} s over {batches} batches (both queries)")
-    if len(rows) == 2:
-        print(f"pipeline / bare time ratio: {rows[0][1] / rows[1][1]:.2f}")
-    print("totals:", json.dumps(pipeline["totals"]))
-    print("mean batch seconds:", f"{statistics.mean(durations):.2f}" if durations else "-")
+    history.write_text(json.dumps(previous + results, indent=1))
+    print(f"\nresults appended to {history}")
     return 0
 
 

@@ -1,0 +1,249 @@
+"""What the benchmark scripts share: timed child processes, process-tree memory, progress lines, percentiles.
+
+A measured job runs in its own session (process group), so its whole tree - the Python driver, the JVM it
+launches and the JVM's Python workers - can be sampled through ``/proc`` and, if it overruns, ended
+without touching any other process on the machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# One line per micro-batch with data, written by streaming/listener.py, e.g.
+# "20:01:02 INFO  [ingest] batch 3: in=102000 5230 rows/s 19503 ms records=... state=..."
+BATCH_LINE = re.compile(
+    r"\[(?P<query>[\w.-]+)\] batch (?P<batch>\d+): in=(?P<rows>\d+) \S+ rows/s (?P<ms>\d+) ms"
+)
+
+
+def job_env() -> dict[str, str]:
+    """The environment of a measured job: this interpreter for Spark's Python workers, quiet warnings."""
+    python = str(BIN / "python")
+    return {**os.environ, "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
+
+
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, process group, CPU ticks used) of every live process (zombies left out)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state; ppid, pgrp, ..., utime (11), stime (12) follow (proc(5), shifted by 2).
+        if fields[0] == "Z":
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pids(root: int, table: dict[int, tuple[int, int, int]]) -> list[int]:
+    """``root`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Processes still alive in a process group."""
+    return [pid for pid, (_, group, _) in _proc_table().items() if group == pgid]
+
+
+class TreeSampler:
+    """Samples a process tree every ``interval`` seconds: peak resident memory and CPU time used.
+
+    Memory is the sum of VmRSS over the tree at one instant (shared pages counted per process, as
+    ``ps`` does). CPU time is the last value seen for each process of the tree, so a process that lives
+    less than one interval may be missed.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_rss_kib = 0
+        self._cpu_ticks: dict[int, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def sample(self) -> None:
+        table = _proc_table()
+        pids = tree_pids(self.pid, table)
+        self.peak_rss_kib = max(self.peak_rss_kib, sum(_rss_kib(pid) for pid in pids))
+        for pid in pids:
+            self._cpu_ticks[pid] = table[pid][2]
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self.interval)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return self.peak_rss_kib / 1024
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu_ticks.values()) / CLOCK_TICKS
+
+
+def end_group(proc: subprocess.Popen, grace_s: float = 30.0, linger_s: float = 10.0) -> None:
+    """End a job started with ``start_new_session=True`` and everything in its process group.
+
+    If the job has exited, its JVM gets ``linger_s`` to exit on its own; then SIGTERM to the group,
+    then SIGKILL.
+    """
+    pgid = proc.pid
+    if proc.poll() is not None:
+        deadline = time.monotonic() + linger_s
+        while group_pids(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        if not group_pids(pgid) and proc.poll() is not None:
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not group_pids(pgid):
+                return
+            time.sleep(0.2)
+
+
+@dataclass
+class JobResult:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    returncode: int
+    log: Path
+    log_text: str = field(repr=False, default="")
+
+
+def run_job(cmd: Sequence[str], log: Path, timeout_s: float) -> JobResult:
+    """Run ``cmd`` from the repository root in a fresh process; whole-process wall time, tree memory and CPU.
+
+    The clock starts before the process is created and stops when it has exited: interpreter and JVM
+    start, every query and shutdown are included. Output (stdout and stderr) goes to ``log``.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(cmd), cwd=ROOT, env=job_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            with TreeSampler(proc.pid) as sampler:
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    end_group(proc)
+                    raise SystemExit(f"{cmd[0]} did not finish within {timeout_s:.0f} s; see {log}") from None
+                wall = time.perf_counter() - start
+        finally:
+            end_group(proc)  # leaves nothing behind (a JVM that outlived its driver, a worker)
+    return JobResult(wall, sampler.cpu_seconds, sampler.peak_rss_mib, proc.returncode, log, log.read_text())
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    query: str
+    batch: int
+    rows: int
+    ms: int
+
+
+def batch_lines(text: str) -> list[BatchLine]:
+    """The per-batch progress lines of a pipeline log (batches that read data)."""
+    seen: dict[tuple[str, int], BatchLine] = {}
+    for m in BATCH_LINE.finditer(text):
+        line = BatchLine(m["query"], int(m["batch"]), int(m["rows"]), int(m["ms"]))
+        seen[(line.query, line.batch)] = line
+    return list(seen.values())
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in [0, 1]); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def code_version() -> str:
+    """The code measured: this checkout's commit (``-dirty`` with changes), and PYTHONPATH if it is set.
+
+    With ``PYTHONPATH`` pointing at another copy of the code (e.g. ``git archive`` of an earlier commit),
+    the app and the bare job import ``streaming`` from there.
+    """
+    extra = os.environ.get("PYTHONPATH")
+    return git_version() + (f" with PYTHONPATH={extra}" if extra else "")
+
+
+def git_version() -> str:
+    """This checkout's commit, with ``-dirty`` when the working tree has changes."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def app_overrides(work: Path, source: Path, dimension: Path) -> list[str]:
+    """``--set`` values pointing every path of the app into ``work`` (DuckDB warehouse)."""
+    return [
+        f"source.path={source}",
+        f"dimensions.content_path={dimension}",
+        f"lake.path={work / 'lake'}",
+        f"warehouse.url=duckdb:///{work / 'warehouse.duckdb'}",
+        f"checkpoint.path={work / 'checkpoints'}",
+    ]
+
+
+def set_args(overrides: Sequence[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
