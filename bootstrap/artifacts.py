@@ -1,29 +1,42 @@
 """Build the app's wheel, pin its dependencies, and upload one versioned release to the artifacts prefix.
 
-A release is ``<emr.artifacts>/<version>/`` holding the wheel, ``constraints.txt``, ``install.sh`` (the
-bootstrap action), ``emr_entry.py`` (the step's driver script) and the config file. Every object is
-written with SSE-KMS under the configured key.
+A release is ``<emr.artifacts>/<version>/`` holding the wheel, ``constraints.txt``, ``wheelhouse.tar``
+(every pinned dependency as a wheel built for the nodes' platform), ``install.sh`` (the bootstrap
+action), ``emr_entry.py`` (the step's driver script) and the config file. Every object is written with
+SSE-KMS under the configured key. The nodes install from the wheelhouse only: no package index is
+reached at bootstrap, and no source distribution is ever built on a node.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from bootstrap.advisories import pins_below_fixes
 from bootstrap.aws import Clients
-from bootstrap.cluster import CONSTRAINTS, ENTRY_SCRIPT, INSTALL_SCRIPT, Release, s3_split, wheel_filename
-from bootstrap.settings import emr_settings
+from bootstrap.cluster import (
+    CONSTRAINTS,
+    ENTRY_SCRIPT,
+    INSTALL_SCRIPT,
+    WHEELHOUSE,
+    Release,
+    s3_split,
+    wheel_filename,
+)
+from bootstrap.settings import EmrConfig, emr_settings
 
 if TYPE_CHECKING:
     from streaming.config import AppConfig
@@ -127,12 +140,130 @@ def _marker_holds(req: Requirement, extra: str) -> bool:
         return False
 
 
+def refuse_known_vulnerabilities(pins: Pins) -> None:
+    """No release ships a pin older than a known fix (:mod:`bootstrap.advisories`)."""
+    problems = pins_below_fixes(pins.lines)
+    if problems:
+        raise PackagingError(
+            "pinned dependencies below a known security fix: "
+            + "; ".join(problems)
+            + ". Upgrade them in the build environment (constraints.txt) and package again"
+        )
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the nodes run: CPU architecture, CPython version, glibc. The wheelhouse is built for it."""
+
+    architecture: str  # x86_64 | aarch64, as `uname -m` says
+    python_version: str  # major.minor.micro, the oldest the nodes run
+    glibc: str  # major.minor
+
+    TARGET_FILE = "TARGET"
+    OLDEST_GLIBC = 17  # manylinux2014
+
+    @classmethod
+    def of(cls, emr: EmrConfig) -> Platform:
+        wheelhouse = emr.wheelhouse
+        return cls(emr.architecture, wheelhouse.python_version, wheelhouse.glibc)
+
+    def __str__(self) -> str:
+        return f"{self.architecture}, CPython {self.python_version}, glibc {self.glibc}"
+
+    @property
+    def abi(self) -> str:
+        major, minor = self.python_version.split(".")[:2]
+        return f"cp{major}{minor}"
+
+    def pip_platforms(self) -> list[str]:
+        """pip's ``--platform`` tags, newest glibc first. pip does not widen ``manylinux_2_N`` to older
+        glibc releases, so every one down to manylinux2014 (glibc 2.17) is listed."""
+        newest = int(self.glibc.split(".")[1])
+        minors = range(newest, self.OLDEST_GLIBC - 1, -1)
+        return [
+            *(f"manylinux_2_{m}_{self.architecture}" for m in minors),
+            f"manylinux2014_{self.architecture}",
+        ]
+
+    def target_text(self) -> str:
+        """The ``TARGET`` file install.sh reads before installing (``key=value`` lines)."""
+        return f"architecture={self.architecture}\npython={self.python_version}\nglibc={self.glibc}\n"
+
+    @classmethod
+    def from_target_text(cls, text: str) -> Platform:
+        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return cls(values["architecture"], values["python"], values["glibc"])
+
+
+def build_wheelhouse(
+    constraints: Path, out_dir: Path, platform: Platform, index_args: Sequence[str] = ()
+) -> Path:
+    """``pip download`` every pin of ``constraints`` as a wheel for ``platform``, into ``wheelhouse.tar``.
+
+    Binary wheels only (``--only-binary=:all:``), for CPython ``platform.python_version`` and the
+    manylinux tags the nodes' glibc accepts; pure-Python wheels match any platform. ``index_args`` are
+    extra pip options (``--index-url``...); pip's own configuration and ``PIP_*`` variables apply too.
+    """
+    folder = out_dir / "wheelhouse"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+        "--no-deps", "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", platform.python_version,
+        "--abi", platform.abi, "--abi", "abi3", "--abi", "none",
+    ]  # fmt: skip
+    for tag in platform.pip_platforms():
+        command += ["--platform", tag]
+    command += ["-r", str(constraints), "-d", str(folder), *index_args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+        raise PackagingError(
+            f"no wheel for {platform}: {' | '.join(errors[-3:]) or done.stderr.strip()[-500:]}"
+        )
+    (folder / Platform.TARGET_FILE).write_text(platform.target_text())
+    tar_path = out_dir / WHEELHOUSE
+    with tarfile.open(tar_path, "w") as tar:  # wheels are zip files already: no compression
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=f"wheelhouse/{path.name}")
+    return tar_path
+
+
+def check_wheelhouse(tar_path: Path, pins: Pins, platform: Platform) -> None:
+    """The wheelhouse holds one wheel for every pin, and was built for ``platform``."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            names = {Path(member.name).name: member for member in tar.getmembers() if member.isfile()}
+            target = tar.extractfile(names[Platform.TARGET_FILE]) if Platform.TARGET_FILE in names else None
+            built_for = Platform.from_target_text(target.read().decode()) if target else None
+    except (tarfile.TarError, OSError, KeyError) as e:
+        raise PackagingError(f"{tar_path} is not a wheelhouse: {e}") from e
+    if built_for != platform:
+        raise PackagingError(
+            f"{tar_path} was built for {built_for or 'no platform'}; the nodes run {platform}"
+        )
+    wheels = set()
+    for name in names:
+        if name.endswith(".whl"):
+            try:
+                dist, version, _, _ = parse_wheel_filename(name)
+            except InvalidWheelFilename as e:
+                raise PackagingError(f"{tar_path}: {e}") from e
+            wheels.add(f"{dist}=={version}")
+    wanted = {f"{canonicalize_name(n)}=={v}" for n, v in (line.split("==", 1) for line in pins.lines)}
+    missing = sorted(wanted - wheels)
+    if missing:
+        raise PackagingError(f"{tar_path} has no wheel for {', '.join(missing)}")
+
+
 def write_constraints(path: Path, pins: Pins, version: str) -> Path:
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     header = [
         f"# mediapulse {version}: runtime dependencies pinned from a Python {python} build environment.",
         "# pyspark and py4j are omitted: EMR's Spark provides them on the nodes.",
-        "# bootstrap/install.sh installs these (pip install -r) before the wheel (pip install --no-deps).",
+        "# bootstrap/install.sh installs these from wheelhouse.tar (pip install --no-index -r) into the",
+        "# app's virtualenv, then the wheel (pip install --no-deps).",
     ]
     path.write_text("\n".join([*header, *pins.lines]) + "\n")
     return path
@@ -166,11 +297,14 @@ def package(
     *,
     dist_dir: str | Path | None = None,
     wheel: str | Path | None = None,
+    wheelhouse: str | Path | None = None,
+    index_args: Sequence[str] = (),
     upload: bool = True,
     clients: Clients | None = None,
     out: TextIO | None = None,
 ) -> PackageResult:
-    """Build (or take) the wheel, pin dependencies, and upload the release with SSE-KMS."""
+    """Build (or take) the wheel, pin dependencies, download (or take) their wheels for the nodes'
+    platform, and upload the release with SSE-KMS. A pin below a known security fix stops it."""
     out = out or sys.stdout
     emr = emr_settings(cfg.emr)
     root = project_root()
@@ -183,11 +317,20 @@ def package(
             f"{built.name} is not the wheel of version {version} ({wheel_filename(version)})"
         )
     pins = pinned_requirements(dependencies)
+    refuse_known_vulnerabilities(pins)
     config_file = Path(config_path)
     release = Release(artifacts=emr.artifacts, version=version, config_name=config_file.name)
+    constraints = write_constraints(folder / CONSTRAINTS, pins, version)
+    platform = Platform.of(emr)
+    if wheelhouse is None:
+        out.write(f"downloading {len(pins.lines)} wheels for {platform}\n")
+        wheelhouse = build_wheelhouse(constraints, folder, platform, index_args)
+    wheelhouse = Path(wheelhouse)
+    check_wheelhouse(wheelhouse, pins, platform)
     files = {
         built.name: built,
-        CONSTRAINTS: write_constraints(folder / CONSTRAINTS, pins, version),
+        CONSTRAINTS: constraints,
+        WHEELHOUSE: wheelhouse,
         INSTALL_SCRIPT: HERE / INSTALL_SCRIPT,
         ENTRY_SCRIPT: HERE / ENTRY_SCRIPT,
         config_file.name: config_file,

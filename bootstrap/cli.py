@@ -84,7 +84,14 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 def _package(args: argparse.Namespace, cfg: Any) -> int:
     from bootstrap.artifacts import package
 
-    package(cfg, args.config, dist_dir=args.dist, wheel=args.wheel, upload=not args.no_upload)
+    package(
+        cfg,
+        args.config,
+        dist_dir=args.dist,
+        wheel=args.wheel,
+        wheelhouse=args.wheelhouse,
+        upload=not args.no_upload,
+    )
     return 0
 
 
@@ -177,9 +184,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     def release_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--release", help="the packaged version to run (default: this checkout's)")
 
-    parser = command("package", "build the wheel, pin dependencies, upload the release (SSE-KMS)", _package)
+    parser = command(
+        "package",
+        "build the wheel, pin dependencies, fetch their wheels for the nodes, upload the release (SSE-KMS)",
+        _package,
+    )
     parser.add_argument("--dist", help="local output folder (default: dist/<version>)")
     parser.add_argument("--wheel", help="upload this already built wheel instead of building one")
+    parser.add_argument(
+        "--wheelhouse", help="upload this wheelhouse.tar (from an earlier package run) instead of downloading"
+    )
     parser.add_argument("--no-upload", action="store_true", help="build and pin only")
 
     parser = command("policies", "write least-privilege IAM policy documents", _policies)
@@ -204,10 +218,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = command("status", "show the cluster's state and steps", _status)
     cluster_option(parser)
 
-    parser = command("stop", "stop the app after its current micro-batch (or cancel with --force)", _stop)
+    parser = command(
+        "stop", "stop the app after its current micro-batch (--force: cancel it and kill its driver)", _stop
+    )
     cluster_option(parser)
     parser.add_argument("--step-id", help="the step (default: the newest active step named emr.step_name)")
-    parser.add_argument("--force", action="store_true", help="cancel the step now (CancelSteps)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="cancel the step now (CancelSteps) and end its YARN application with a kill step",
+    )
     parser.add_argument("--terminate-process", action="store_true", help="with --force: kill, not interrupt")
     parser.add_argument(
         "--timeout",

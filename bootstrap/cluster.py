@@ -8,6 +8,7 @@ the cluster names. Both are pure, so ``emr launch --dry-run`` prints exactly wha
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ PROJECT = "mediapulse"
 INSTALL_SCRIPT = "install.sh"
 ENTRY_SCRIPT = "emr_entry.py"
 CONSTRAINTS = "constraints.txt"
+WHEELHOUSE = "wheelhouse.tar"
+AM_MAX_ATTEMPTS = "yarn.resourcemanager.am.max-attempts"
+KILL_STEP_SUFFIX = "-kill"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -71,6 +75,19 @@ def stop_marker_uri(cfg: AppConfig) -> str:
     return cfg.run.stop_marker or f"{cfg.checkpoint.path.rstrip('/')}/_STOP"
 
 
+def yarn_tag(step_name: str) -> str:
+    """The YARN application tag of a step's Spark application: the step name, as YARN stores tags.
+
+    YARN lower-cases tags and caps them at 100 characters; ``emr stop --force`` finds the application
+    to end by this tag (``yarn application -list -appTags``).
+    """
+    return re.sub(r"[^a-z0-9._-]", "-", step_name.lower())[:100]
+
+
+def kill_step_name(step_name: str) -> str:
+    return f"{step_name}{KILL_STEP_SUFFIX}"
+
+
 def _instance_type_configs(fleet: FleetConfig, spot: bool) -> list[dict[str, Any]]:
     configs = []
     for itype in fleet.instance_types:
@@ -116,14 +133,25 @@ def _task_fleet(fleet: TaskFleetConfig) -> dict[str, Any]:
     }
 
 
-def spark_submit_args(cfg: AppConfig, release: Release, app_args: tuple[str, ...] | None = None) -> list[str]:
+def _default_step_name(emr: EmrConfig, command: tuple[str, ...]) -> str:
+    return emr.step_name if command == emr.app_args else f"{emr.step_name}-{command[0]}"
+
+
+def spark_submit_args(
+    cfg: AppConfig,
+    release: Release,
+    app_args: tuple[str, ...] | None = None,
+    step_name: str | None = None,
+) -> list[str]:
     """The ``spark-submit`` command line of the app's step (``command-runner.jar`` runs it)."""
     emr = emr_settings(cfg.emr)
     spark = emr.spark
     validity = int(spark.attempt_failures_validity.total_seconds())
+    command = tuple(app_args) if app_args else emr.app_args
     conf: dict[str, str] = {
         # YARN restarts a failed driver; the query resumes from its checkpoint. Failures older than the
         # validity interval are forgotten, so a stream that fails once a day is not killed on day four.
+        # YARN caps this at yarn.resourcemanager.am.max-attempts, which the cluster raises to match.
         "spark.yarn.maxAppAttempts": str(spark.max_app_attempts),
         "spark.yarn.am.attemptFailuresValidityInterval": f"{validity}s",
         "spark.yarn.submit.waitAppCompletion": "true",
@@ -138,10 +166,13 @@ def spark_submit_args(cfg: AppConfig, release: Release, app_args: tuple[str, ...
         "spark.executor.memory": spark.executor_memory,
         "spark.executor.cores": str(spark.executor_cores),
         "spark.driver.memory": spark.driver_memory,
-        "spark.pyspark.python": emr.python,
-        "spark.pyspark.driver.python": emr.python,
-        "spark.yarn.appMasterEnv.PYSPARK_PYTHON": emr.python,
-        "spark.executorEnv.PYSPARK_PYTHON": emr.python,
+        # The app's virtualenv, which install.sh filled on every node: driver and executors alike.
+        "spark.pyspark.python": emr.venv_python,
+        "spark.pyspark.driver.python": emr.venv_python,
+        "spark.yarn.appMasterEnv.PYSPARK_PYTHON": emr.venv_python,
+        "spark.executorEnv.PYSPARK_PYTHON": emr.venv_python,
+        # `emr stop --force` ends the YARN application by this tag, not only the step's spark-submit.
+        "spark.yarn.tags": yarn_tag(step_name or _default_step_name(emr, command)),
     }
     conf.update(spark.conf)
     args = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn", "--name", cfg.app_name]
@@ -149,7 +180,6 @@ def spark_submit_args(cfg: AppConfig, release: Release, app_args: tuple[str, ...
     args += ["--files", release.config_uri]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
-    command = tuple(app_args) if app_args else emr.app_args
     args += [release.uri(ENTRY_SCRIPT), command[0], "--config", release.config_name, *command[1:]]
     if command[0] == "run":
         # The app polls the marker only when run.stop_marker is set: set it to what `emr stop` writes.
@@ -168,12 +198,31 @@ def build_step(
     """One ``StepConfig``: the app under ``spark-submit`` via ``command-runner.jar``."""
     emr = emr_settings(cfg.emr)
     command = tuple(app_args) if app_args else emr.app_args
-    default_name = emr.step_name if command == emr.app_args else f"{emr.step_name}-{command[0]}"
+    step_name = name or _default_step_name(emr, command)
     return {
-        "Name": name or default_name,
+        "Name": step_name,
         # A long-running cluster outlives a failed step (fix, then add-step); a transient one does not.
         "ActionOnFailure": "CONTINUE" if emr.lifecycle == "long-running" else "TERMINATE_CLUSTER",
-        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": spark_submit_args(cfg, release, command)},
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": spark_submit_args(cfg, release, command, step_name),
+        },
+    }
+
+
+def build_kill_step(emr: EmrConfig, step_name: str) -> dict[str, Any]:
+    """A step that ends every live YARN application tagged for ``step_name`` and waits until they end.
+
+    Cancelling a step stops its ``spark-submit`` client; in cluster mode the driver lives on in YARN and
+    would share the checkpoint with the next run. This step, run by ``emr stop --force``, kills it.
+    """
+    return {
+        "Name": kill_step_name(step_name),
+        "ActionOnFailure": "CONTINUE",  # a failed kill is reported by `emr stop`, never ends the cluster
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": [emr.venv_python, "-m", "bootstrap.yarn_kill", "--tag", yarn_tag(step_name)],
+        },
     }
 
 
@@ -181,15 +230,28 @@ def bootstrap_action(emr: EmrConfig, release: Release) -> dict[str, Any]:
     args = [
         *("--artifacts", release.prefix),
         *("--wheel", release.wheel_name),
+        *("--wheelhouse", WHEELHOUSE),
         *("--constraints", CONSTRAINTS),
         *("--python", emr.python),
+        *("--venv", emr.venv),
     ]
-    if emr.bootstrap_pip_args:
-        args += ["--pip-args", emr.bootstrap_pip_args]
     return {
         "Name": "install-mediapulse",
         "ScriptBootstrapAction": {"Path": release.uri(INSTALL_SCRIPT), "Args": args},
     }
+
+
+def yarn_site(emr: EmrConfig) -> dict[str, str]:
+    """The cluster's ``yarn-site`` properties."""
+    properties = {
+        # YARN's own cap on ApplicationMaster attempts (default 2) silently lowers spark.yarn.maxAppAttempts.
+        AM_MAX_ATTEMPTS: str(emr.spark.max_app_attempts),
+    }
+    if emr.driver_placement != "anywhere":
+        # YARN node labels keep ApplicationMasters (the driver, in cluster mode) off spot task nodes.
+        properties["yarn.node-labels.enabled"] = "true"
+        properties["yarn.node-labels.am.default-node-label-expression"] = emr.driver_placement
+    return properties
 
 
 def build_run_job_flow_request(cfg: AppConfig, config_uri: str) -> dict[str, Any]:
@@ -213,7 +275,8 @@ def build_run_job_flow_request(cfg: AppConfig, config_uri: str) -> dict[str, Any
     }
     if emr.key_name:
         instances["Ec2KeyName"] = emr.key_name
-    tags = {"app": PROJECT, "lifecycle": emr.lifecycle, "version": release.version, **emr.tags}
+    # `add-step` reads the version tag to tell which release the nodes hold: emr.tags cannot override it.
+    tags = {**emr.tags, "app": PROJECT, "lifecycle": emr.lifecycle, "version": release.version}
     request: dict[str, Any] = {
         "Name": emr.name,
         "ReleaseLabel": emr.release_label,
@@ -230,10 +293,14 @@ def build_run_job_flow_request(cfg: AppConfig, config_uri: str) -> dict[str, Any
                 "Configurations": [
                     {
                         "Classification": "export",
-                        "Properties": {"PYSPARK_PYTHON": emr.python, "PYSPARK_DRIVER_PYTHON": emr.python},
+                        "Properties": {
+                            "PYSPARK_PYTHON": emr.venv_python,
+                            "PYSPARK_DRIVER_PYTHON": emr.venv_python,
+                        },
                     }
                 ],
-            }
+            },
+            {"Classification": "yarn-site", "Properties": yarn_site(emr)},
         ],
         "SecurityConfiguration": emr.security_configuration,
         "ServiceRole": emr.service_role,
@@ -242,17 +309,6 @@ def build_run_job_flow_request(cfg: AppConfig, config_uri: str) -> dict[str, Any
         "StepConcurrencyLevel": emr.step_concurrency_level,
         "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
     }
-    if emr.driver_placement != "anywhere":
-        # YARN node labels keep ApplicationMasters (the driver, in cluster mode) off spot task nodes.
-        request["Configurations"].append(
-            {
-                "Classification": "yarn-site",
-                "Properties": {
-                    "yarn.node-labels.enabled": "true",
-                    "yarn.node-labels.am.default-node-label-expression": emr.driver_placement,
-                },
-            }
-        )
     if not long_running:
         request["AutoTerminationPolicy"] = {"IdleTimeout": int(emr.idle_timeout.total_seconds())}
     return request

@@ -1,12 +1,15 @@
 """Least-privilege IAM policy documents, derived from the configuration.
 
-Two documents:
+Three documents:
 
 * ``emr-instance-profile``: the role of the cluster's EC2 instance profile (what the app and the nodes
-  do): read the Kinesis stream, the dimensions, the artifacts and the TLS certificates; write only the
-  lake, quarantine, staging and checkpoint prefixes (and logs); use only the configured KMS key; get
-  Redshift credentials for the configured database only.
+  do): read the Kinesis stream (decrypting it with the stream's key when that is a customer managed
+  key; with enhanced fan-out, register, use and deregister the app's consumer), the dimensions, the
+  artifacts and the TLS certificates; write only the lake, quarantine, staging and checkpoint prefixes
+  (and logs); use only the configured KMS key; get Redshift credentials for the configured database only.
 * ``redshift-copy-role``: the role Redshift assumes for ``COPY``: read the staging prefix, decrypt.
+* ``redshift-copy-role-trust``: that role's trust policy: only Redshift (and, for a serverless
+  workgroup, Redshift Serverless) may assume it.
 
 Every resource is an ARN built from the configuration; no statement uses ``"*"``. Actions that only
 work on ``"*"`` (``kinesis:ListStreams``, ``s3:ListAllMyBuckets``) are deliberately absent.
@@ -145,7 +148,8 @@ def _kinesis_statements(cfg: AppConfig, emr: EmrConfig, arns: _Arns) -> list[dic
     source = cfg.source
     if source.kind != "kinesis":
         return []
-    stream = arns.kinesis_stream(source.region or emr.region, str(source.stream_name))
+    region = source.region or emr.region
+    stream = arns.kinesis_stream(region, str(source.stream_name))
     statements = [_allow("ReadStream", KINESIS_READ, stream)]
     if source.consumer_type == "efo":
         # Consumer ARNs end in their creation timestamp, unknown until the consumer is registered.
@@ -154,6 +158,15 @@ def _kinesis_statements(cfg: AppConfig, emr: EmrConfig, arns: _Arns) -> list[dic
         statements.append(
             _allow("ReadWithFanOut", ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"], consumer)
         )
+        # Deregistering names the consumer by its ARN, or by the stream's ARN and the consumer's name.
+        statements.append(
+            _allow("DeregisterConsumer", ["kinesis:DeregisterStreamConsumer"], [stream, consumer])
+        )
+    key = emr.iam.stream_kms_key_arn
+    if key and key != emr.kms_key_arn:
+        # Kinesis decrypts records with the stream's key on the reader's behalf, and only for Kinesis.
+        via_kinesis = {"StringEquals": {"kms:ViaService": f"kinesis.{region}.amazonaws.com"}}
+        statements.append(_allow("DecryptStream", ["kms:Decrypt"], key, via_kinesis))
     return statements
 
 
@@ -249,11 +262,36 @@ def copy_role_policy(cfg: AppConfig) -> dict[str, Any]:
     }
 
 
+def copy_role_trust_policy(cfg: AppConfig) -> dict[str, Any]:
+    """The trust policy of the COPY role: Redshift assumes it for the load, nobody else.
+
+    A provisioned cluster assumes roles as ``redshift.amazonaws.com``; a serverless workgroup's role
+    trusts ``redshift-serverless.amazonaws.com`` as well. Only a cluster or workgroup the role is
+    associated with (which takes ``iam:PassRole`` in this account) can use it.
+    """
+    emr = emr_settings(cfg.emr)
+    services = ["redshift.amazonaws.com"]
+    if emr.redshift is not None and emr.redshift.auth == "serverless":
+        services.append("redshift-serverless.amazonaws.com")
+    statement = {
+        "Sid": "RedshiftAssumesForCopy",
+        "Effect": "Allow",
+        "Principal": {"Service": services},
+        "Action": "sts:AssumeRole",
+    }
+    return {"Version": VERSION, "Statement": [statement]}
+
+
 def policies(cfg: AppConfig, out_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """All policy documents by name; written to ``<out_dir>/<name>.json`` when ``out_dir`` is given."""
+    """All policy documents by name; written to ``<out_dir>/<name>.json`` when ``out_dir`` is given.
+
+    ``*-trust`` documents are trust policies (``aws iam create-role --assume-role-policy-document``),
+    the others permissions policies.
+    """
     documents = {"emr-instance-profile": instance_profile_policy(cfg)}
     if cfg.warehouse.url.startswith("redshift"):
         documents["redshift-copy-role"] = copy_role_policy(cfg)
+        documents["redshift-copy-role-trust"] = copy_role_trust_policy(cfg)
     if out_dir is not None:
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)

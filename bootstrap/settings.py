@@ -34,10 +34,34 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# An instance family: letters, a generation, then attribute letters ("m7gd", "c7i-flex", "is4gen").
+_FAMILY = re.compile(r"^[a-z]+\d+(?P<attributes>[a-z0-9-]*)\.")
+_VERSIONED_PYTHON = re.compile(r"python(?P<version>\d+\.\d+)$")
+# spark-submit settings the app derives from first-class keys; a copy in spark.conf would disagree with them.
+_DERIVED_SPARK_CONF = {
+    "spark.yarn.maxAppAttempts": "spark.max_app_attempts",
+    "spark.yarn.tags": "step_name",
+    "spark.pyspark.python": "venv",
+    "spark.pyspark.driver.python": "venv",
+}
+
+Architecture = Literal["x86_64", "aarch64"]
 
 
 class EmrConfigError(ValueError):
     """The ``emr:`` section is missing or invalid."""
+
+
+def instance_architecture(instance_type: str) -> Architecture:
+    """The CPU architecture of an EC2 instance type.
+
+    Graviton families carry a ``g`` attribute (``m7g``, ``r6gd``, ``c7gn``, ``is4gen``; ``a1`` too); every
+    other family is x86_64 (``m7i``, ``g5``, ``c7i-flex``).
+    """
+    if instance_type.startswith("a1."):
+        return "aarch64"
+    match = _FAMILY.match(instance_type)
+    return "aarch64" if match and "g" in match["attributes"].split("-")[0] else "x86_64"
 
 
 Duration = Annotated[
@@ -141,6 +165,15 @@ class EmrSparkConfig(_Model):
             raise ValueError("spark.dynamic_allocation_min is above spark.dynamic_allocation_max")
         return self
 
+    @field_validator("conf")
+    @classmethod
+    def _no_derived_keys(cls, conf: dict[str, str]) -> dict[str, str]:
+        owned = sorted(key for key in conf if key in _DERIVED_SPARK_CONF)
+        if owned:
+            keys = ", ".join(f"{key} (set emr.{_DERIVED_SPARK_CONF[key]})" for key in owned)
+            raise ValueError(f"spark.conf may not set {keys}: the cluster's settings are derived from it")
+        return conf
+
 
 class TlsConfig(_Model):
     """In-transit encryption certificates for the security configuration."""
@@ -205,10 +238,33 @@ class RedshiftAuthConfig(_Model):
 
 
 class IamConfig(_Model):
-    """Prefixes the app touches that are not spelled out elsewhere in the configuration."""
+    """What the app touches that is not spelled out elsewhere in the configuration."""
 
     quarantine_path: S3Uri | None = None  # default: <lake.path>/_quarantine
     extra_read_paths: tuple[S3Uri, ...] = ()
+    # The customer managed key of the Kinesis stream's server-side encryption (readers need kms:Decrypt on
+    # it); unset for an unencrypted stream or one under the AWS managed key aws/kinesis.
+    stream_kms_key_arn: str | None = None
+
+    @field_validator("stream_kms_key_arn")
+    @classmethod
+    def _key_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _KMS_KEY_ARN.match(value):
+            raise ValueError("iam.stream_kms_key_arn must be a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
+        return value
+
+
+class WheelhouseConfig(_Model):
+    """The nodes' platform: ``emr package`` downloads every dependency as a wheel built for it, and the
+    bootstrap action installs from those wheels only (no package index at bootstrap)."""
+
+    # default: the fleets' instance types (Graviton families are aarch64); every node runs the same AMI.
+    architecture: Architecture | None = None
+    # The oldest Python patch release the nodes may run: pip checks Requires-Python against it, and
+    # install.sh refuses a node whose interpreter is older or of another minor version.
+    python_version: str = Field(default="3.11.6", pattern=r"^3\.\d+\.\d+$")
+    # The release's Amazon Linux 2023 has glibc 2.34: wheels tagged manylinux_2_34 and older run there.
+    glibc: str = Field(default="2.34", pattern=r"^2\.\d+$")
 
 
 class InstancePrice(_Model):
@@ -261,11 +317,14 @@ class EmrConfig(_Model):
     lifecycle: Literal["long-running", "transient"] = "long-running"
     idle_timeout: Duration = timedelta(hours=1)  # transient only: terminate after this long with no step
     step_concurrency_level: int = Field(default=1, ge=1, le=256)
-    python: str = "/usr/bin/python3.11"  # the nodes' interpreter that gets the wheel and runs PySpark
+    python: str = "/usr/bin/python3.11"  # the nodes' interpreter; it creates the app's virtualenv
+    # The app's virtualenv on every node: install.sh fills it from the release's wheelhouse, and Spark's
+    # driver and executors run its interpreter (PYSPARK_PYTHON). The system Python is left alone.
+    venv: str = Field(default="/opt/mediapulse/venv", pattern=r"^/[\w.+/-]+$")
+    wheelhouse: WheelhouseConfig = WheelhouseConfig()
     # Where YARN may start ApplicationMasters, i.e. the app's driver in cluster mode (node labels, EMR 7.2+):
     # on-demand nodes, core nodes, or anywhere (a spot reclaim of the driver's node restarts the stream).
     driver_placement: Literal["ON_DEMAND", "CORE", "anywhere"] = "ON_DEMAND"
-    bootstrap_pip_args: str | None = None  # extra pip options for install.sh, e.g. "--index-url <mirror>"
     fleets: FleetsConfig
     spark: EmrSparkConfig = EmrSparkConfig()
     step_name: str = Field(default="mediapulse-stream", min_length=1, max_length=256)
@@ -293,14 +352,46 @@ class EmrConfig(_Model):
             raise ValueError("kms_key_arn must be a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), no alias")
         return value
 
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        fleets = [self.fleets.primary, self.fleets.core] + ([self.fleets.task] if self.fleets.task else [])
+        return tuple(dict.fromkeys(t.type for fleet in fleets for t in fleet.instance_types))
+
+    @property
+    def venv_python(self) -> str:
+        """The interpreter Spark runs on every node: the virtualenv's."""
+        return f"{self.venv.rstrip('/')}/bin/python"
+
+    @property
+    def architecture(self) -> Architecture:
+        """The nodes' CPU architecture: ``wheelhouse.architecture``, else that of the instance types."""
+        return self.wheelhouse.architecture or instance_architecture(self.instance_types[0])
+
     @model_validator(mode="after")
     def _priced_instances(self) -> EmrConfig:
-        fleets = [self.fleets.primary, self.fleets.core] + ([self.fleets.task] if self.fleets.task else [])
-        missing = sorted(
-            {t.type for fleet in fleets for t in fleet.instance_types} - set(self.pricing.instances)
-        )
+        missing = sorted(set(self.instance_types) - set(self.pricing.instances))
         if missing:
             raise ValueError(f"pricing.instances has no entry for {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_platform(self) -> EmrConfig:
+        # One wheelhouse serves every node, so every node must run the same architecture and Python.
+        if self.wheelhouse.architecture is None:
+            kinds = {t: instance_architecture(t) for t in self.instance_types}
+            if len(set(kinds.values())) > 1:
+                listed = ", ".join(f"{t} ({a})" for t, a in kinds.items())
+                raise ValueError(f"the fleets mix CPU architectures ({listed}): use one for every node")
+        match = _VERSIONED_PYTHON.search(self.python)
+        if match is None:
+            raise ValueError(
+                f"python must be a versioned interpreter (/usr/bin/python3.11), not {self.python}"
+            )
+        if not self.wheelhouse.python_version.startswith(match["version"] + "."):
+            raise ValueError(
+                f"wheelhouse.python_version {self.wheelhouse.python_version} is not the version of "
+                f"python ({self.python})"
+            )
         return self
 
 

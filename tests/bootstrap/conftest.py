@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +11,20 @@ from typing import Any
 
 import pytest
 
-from bootstrap.artifacts import build_wheel, project_root
+from bootstrap.artifacts import (
+    Pins,
+    Platform,
+    build_wheel,
+    build_wheelhouse,
+    pinned_requirements,
+    project_metadata,
+    project_root,
+    write_constraints,
+)
 from bootstrap.aws import Clients
+from bootstrap.settings import emr_settings
 from streaming.config import AppConfig, load_config
+from tests.bootstrap.wheels import wheels_for_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD = ROOT / "config" / "emr.yaml"
@@ -86,6 +99,45 @@ def small_config(source: dict[str, Any] | None = None, **emr_changes: Any) -> Ap
 def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app's wheel, built once per test session (`pip wheel --no-deps <repo> -w <tmp>`)."""
     return build_wheel(project_root(), tmp_path_factory.mktemp("wheel"))
+
+
+def local_platform() -> Platform:
+    """The platform of this machine and interpreter, as install.sh will see it."""
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    return Platform(platform.machine(), version, platform.libc_ver()[1] or "2.17")
+
+
+@pytest.fixture
+def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip without this machine's configuration: no PIP_* variables, no config files, no index."""
+    for name in [name for name in os.environ if name.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session")
+def release_pins() -> Pins:
+    """The dependency closure `emr package` pins from this environment."""
+    return pinned_requirements(project_metadata(project_root())[1])
+
+
+@pytest.fixture(scope="session")
+def prod_wheelhouse(tmp_path_factory: pytest.TempPathFactory, release_pins: Pins) -> Path:
+    """A wheelhouse.tar for config/emr.yaml's nodes, built by `pip download` from a local stand-in index
+    (one small wheel per pin), so packaging and launching never reach a package index in tests."""
+    folder = tmp_path_factory.mktemp("prod-wheelhouse")
+    index = wheels_for_pins(folder / "index", release_pins.lines)
+    constraints = write_constraints(folder / "constraints.txt", release_pins, "0.1.0")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("PIP_")]:
+            patch.delenv(name)
+        patch.setenv("PIP_CONFIG_FILE", os.devnull)
+        return build_wheelhouse(
+            constraints,
+            folder,
+            Platform.of(emr_settings(prod_config().emr)),
+            ("--no-index", "--find-links", str(index)),
+        )
 
 
 @pytest.fixture(scope="session")

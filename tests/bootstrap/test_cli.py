@@ -21,8 +21,8 @@ def test_plan_prints_shards_and_costs(capsys: pytest.CaptureFixture[str]):
 def test_policies_write_one_file_per_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["emr", "policies", *CONFIG, "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["emr-instance-profile.json", "redshift-copy-role.json"]
-    assert capsys.readouterr().out.split() == [str(tmp_path / name) for name in names]
+    assert names == ["emr-instance-profile.json", "redshift-copy-role-trust.json", "redshift-copy-role.json"]
+    assert sorted(capsys.readouterr().out.split()) == [str(tmp_path / name) for name in names]
 
 
 def test_launch_dry_run_prints_json_and_spark_submit(capsys: pytest.CaptureFixture[str]):
@@ -73,3 +73,16 @@ def test_aws_errors_are_one_line(aws: Clients, capsys: pytest.CaptureFixture[str
 def test_stop_refuses_a_timeout_that_is_not_a_duration():
     with pytest.raises(SystemExit):
         main(["emr", "stop", *CONFIG, "--timeout", "soon"])
+
+
+def test_package_takes_a_wheelhouse_built_earlier(
+    built_wheel: Path, prod_wheelhouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    reuse = ("--no-upload", "--wheel", str(built_wheel), "--wheelhouse", str(prod_wheelhouse))
+    assert main(["emr", "package", *CONFIG, *reuse, "--dist", str(tmp_path / "a")]) == 0
+    assert "release s3://mediapulse-prod-artifacts/emr/0.1.0" in capsys.readouterr().out
+    # the same wheelhouse does not fit x86_64 nodes: one line, exit 1
+    x86 = ("--set", "emr.wheelhouse.architecture=x86_64")
+    assert main(["emr", "package", *CONFIG, *reuse, *x86, "--dist", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the nodes run x86_64, CPython 3.11.6, glibc 2.34" in err

@@ -10,11 +10,13 @@ from botocore.validate import ParamValidator
 from bootstrap.cluster import (
     ROCKSDB_PROVIDER,
     Release,
+    build_kill_step,
     build_run_job_flow_request,
     build_security_configuration,
     build_step,
     stop_marker_uri,
 )
+from bootstrap.settings import emr_settings
 from tests.bootstrap.conftest import prod_config, staging_config
 
 CONFIG_URI = "s3://mediapulse-prod-artifacts/emr/0.1.0/emr.yaml"
@@ -82,16 +84,80 @@ def test_task_fleet_is_spot_with_capacity_optimized_allocation():
     assert weights == {"m7g.2xlarge": 1, "m6g.2xlarge": 1, "r7g.2xlarge": 1, "m7g.4xlarge": 2}
 
 
-def test_bootstrap_action_installs_the_release_wheel():
+def test_bootstrap_action_installs_the_release_into_the_app_s_virtualenv():
     (action,) = build_run_job_flow_request(prod_config(), CONFIG_URI)["BootstrapActions"]
     script = action["ScriptBootstrapAction"]
     assert script["Path"] == "s3://mediapulse-prod-artifacts/emr/0.1.0/install.sh"
     assert script["Args"] == [
         "--artifacts", "s3://mediapulse-prod-artifacts/emr/0.1.0",
         "--wheel", "mediapulse-0.1.0-py3-none-any.whl",
+        "--wheelhouse", "wheelhouse.tar",
         "--constraints", "constraints.txt",
         "--python", "/usr/bin/python3.11",
+        "--venv", "/opt/mediapulse/venv",
     ]  # fmt: skip
+
+
+def test_spark_runs_the_virtualenv_s_python_on_every_node():
+    request = build_run_job_flow_request(prod_config("emr.venv=/opt/mp/env"), CONFIG_URI)
+    (spark_env,) = [c for c in request["Configurations"] if c["Classification"] == "spark-env"]
+    assert spark_env["Configurations"][0]["Properties"] == {
+        "PYSPARK_PYTHON": "/opt/mp/env/bin/python",
+        "PYSPARK_DRIVER_PYTHON": "/opt/mp/env/bin/python",
+    }
+    conf = _conf(request["Steps"][0]["HadoopJarStep"]["Args"])
+    for key in (
+        "spark.pyspark.python",
+        "spark.pyspark.driver.python",
+        "spark.yarn.appMasterEnv.PYSPARK_PYTHON",
+        "spark.executorEnv.PYSPARK_PYTHON",
+    ):
+        assert conf[key] == "/opt/mp/env/bin/python", key
+
+
+def _yarn_site(request: dict[str, Any]) -> dict[str, str]:
+    (yarn_site,) = [c for c in request["Configurations"] if c["Classification"] == "yarn-site"]
+    return yarn_site["Properties"]
+
+
+@pytest.mark.parametrize("attempts", [1, 4, 7])
+def test_yarn_allows_as_many_driver_attempts_as_spark_asks_for(attempts: int):
+    request = build_run_job_flow_request(prod_config(f"emr.spark.max_app_attempts={attempts}"), CONFIG_URI)
+    conf = _conf(request["Steps"][0]["HadoopJarStep"]["Args"])
+    assert conf["spark.yarn.maxAppAttempts"] == str(attempts)
+    assert _yarn_site(request)["yarn.resourcemanager.am.max-attempts"] == str(attempts)
+
+
+def test_each_step_tags_its_yarn_application_with_its_name():
+    release = Release.from_config_uri(CONFIG_URI)
+    stream = build_step(prod_config(), release)
+    backfill = build_step(prod_config(), release, ("backfill", "--from", "a", "--to", "b"))
+    named = build_step(prod_config(), release, name="Mediapulse Rerun")
+    assert _conf(stream["HadoopJarStep"]["Args"])["spark.yarn.tags"] == "mediapulse-stream"
+    assert _conf(backfill["HadoopJarStep"]["Args"])["spark.yarn.tags"] == "mediapulse-stream-backfill"
+    assert _conf(named["HadoopJarStep"]["Args"])["spark.yarn.tags"] == "mediapulse-rerun"
+
+
+def test_the_kill_step_ends_the_tagged_yarn_application_from_the_virtualenv():
+    step = build_kill_step(emr_settings(prod_config().emr), "mediapulse-stream")
+    assert step["Name"] == "mediapulse-stream-kill"
+    assert step["ActionOnFailure"] == "CONTINUE"
+    assert step["HadoopJarStep"] == {
+        "Jar": "command-runner.jar",
+        "Args": [
+            "/opt/mediapulse/venv/bin/python", "-m", "bootstrap.yarn_kill", "--tag", "mediapulse-stream",
+        ],
+    }  # fmt: skip
+    report = ParamValidator().validate(
+        {"JobFlowId": "j-1", "Steps": [step]}, _emr_input_shape("AddJobFlowSteps")
+    )
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_configured_tags_cannot_hide_the_release_version():
+    request = build_run_job_flow_request(prod_config("emr.tags={version: '9.9', env: prod}"), CONFIG_URI)
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert (tags["version"], tags["env"]) == ("0.1.0", "prod")
 
 
 def test_step_runs_spark_submit_in_cluster_mode_with_streaming_settings():
@@ -112,7 +178,7 @@ def test_step_runs_spark_submit_in_cluster_mode_with_streaming_settings():
     assert (conf["spark.executor.memory"], conf["spark.executor.cores"]) == ("8g", "4")
     assert conf["spark.yarn.maxAppAttempts"] == "4"
     assert conf["spark.yarn.am.attemptFailuresValidityInterval"] == "3600s"
-    assert conf["spark.pyspark.python"] == "/usr/bin/python3.11"
+    assert conf["spark.pyspark.python"] == "/opt/mediapulse/venv/bin/python"
     files = args[args.index("--files") + 1]
     assert files == CONFIG_URI
     entry = args.index("s3://mediapulse-prod-artifacts/emr/0.1.0/emr_entry.py")
@@ -210,23 +276,17 @@ def test_release_refuses_a_config_uri_without_a_version(uri: str):
         Release.from_config_uri(uri)
 
 
-def test_bootstrap_pip_args_reach_install_sh():
-    cfg = prod_config("emr.bootstrap_pip_args=--index-url https://pypi.internal/simple")
-    (action,) = build_run_job_flow_request(cfg, CONFIG_URI)["BootstrapActions"]
-    assert action["ScriptBootstrapAction"]["Args"][-2:] == [
-        "--pip-args",
-        "--index-url https://pypi.internal/simple",
-    ]
+def test_the_bootstrap_action_takes_no_package_index():
+    (action,) = build_run_job_flow_request(prod_config(), CONFIG_URI)["BootstrapActions"]
+    args = action["ScriptBootstrapAction"]["Args"]
+    assert not {"--pip-args", "--index-url", "--extra-index-url"} & set(args)
 
 
 def test_the_driver_is_kept_off_spot_nodes_unless_told_otherwise():
-    def yarn_site(cfg: Any) -> list[dict[str, Any]]:
-        request = build_run_job_flow_request(cfg, CONFIG_URI)
-        return [c for c in request["Configurations"] if c["Classification"] == "yarn-site"]
-
-    (labels,) = yarn_site(prod_config())
-    assert labels["Properties"] == {
-        "yarn.node-labels.enabled": "true",
-        "yarn.node-labels.am.default-node-label-expression": "ON_DEMAND",
-    }
-    assert yarn_site(prod_config("emr.driver_placement=anywhere")) == []
+    labels = _yarn_site(build_run_job_flow_request(prod_config(), CONFIG_URI))
+    assert labels["yarn.node-labels.enabled"] == "true"
+    assert labels["yarn.node-labels.am.default-node-label-expression"] == "ON_DEMAND"
+    anywhere = _yarn_site(
+        build_run_job_flow_request(prod_config("emr.driver_placement=anywhere"), CONFIG_URI)
+    )
+    assert anywhere == {"yarn.resourcemanager.am.max-attempts": "4"}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bootstrap.aws import Clients
-from bootstrap.iam import copy_role_policy, instance_profile_policy, policies
+from bootstrap.iam import copy_role_policy, copy_role_trust_policy, instance_profile_policy, policies
 from bootstrap.settings import EmrConfigError
 from tests.bootstrap.conftest import ACCOUNT, REGION, prod_config, small_config, staging_config
 
@@ -17,7 +17,7 @@ KEY = "arn:aws:kms:eu-west-1:123456789012:key/8c1e7f52-3a9d-4b6e-9f10-2d4c6a8b0e
 def _resources(document: dict[str, Any]) -> list[str]:
     found = []
     for statement in document["Statement"]:
-        resource = statement["Resource"]
+        resource = statement.get("Resource", [])  # a trust policy names a principal, not a resource
         found += [resource] if isinstance(resource, str) else resource
     return found
 
@@ -55,6 +55,7 @@ def test_documents_are_valid_json_with_only_configured_resources(tmp_path: Path)
     documents = policies(prod_config(), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "emr-instance-profile.json",
+        "redshift-copy-role-trust.json",
         "redshift-copy-role.json",
     ]
     written = json.loads((tmp_path / "emr-instance-profile.json").read_text())
@@ -128,6 +129,9 @@ def test_enhanced_fan_out_reads_only_through_its_consumer():
     fan_out = _statement(document, "ReadWithFanOut")
     assert fan_out["Action"] == ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"]
     assert fan_out["Resource"] == f"{stream}/consumer/mp:*"
+    deregister = _statement(document, "DeregisterConsumer")
+    assert deregister["Action"] == ["kinesis:DeregisterStreamConsumer"]
+    assert deregister["Resource"] == [stream, f"{stream}/consumer/mp:*"]
 
 
 def test_polling_source_gets_no_fan_out_actions():
@@ -188,8 +192,58 @@ def test_copy_role_reads_only_the_staging_prefix():
     assert actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "kms:Decrypt"}
 
 
+def test_polling_source_gets_no_deregister_action():
+    actions = {a for s in instance_profile_policy(prod_config())["Statement"] for a in s["Action"]}
+    assert "kinesis:DeregisterStreamConsumer" not in actions
+
+
+def test_a_stream_under_its_own_key_is_decrypted_only_through_kinesis():
+    stream_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
+    document = instance_profile_policy(small_config(iam={"stream_kms_key_arn": stream_key}))
+    assert _statement(document, "DecryptStream") == {
+        "Sid": "DecryptStream",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": stream_key,
+        "Condition": {"StringEquals": {"kms:ViaService": f"kinesis.{REGION}.amazonaws.com"}},
+    }
+
+
+def test_no_stream_key_statement_without_a_stream_key_or_with_the_cluster_s_key():
+    for cfg in (prod_config(), small_config(iam={"stream_kms_key_arn": small_config().emr.kms_key_arn})):
+        sids = {s["Sid"] for s in instance_profile_policy(cfg)["Statement"]}
+        assert "DecryptStream" not in sids
+
+
+def test_only_redshift_may_assume_the_copy_role():
+    serverless = copy_role_trust_policy(prod_config())
+    assert serverless == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RedshiftAssumesForCopy",
+                "Effect": "Allow",
+                "Principal": {"Service": ["redshift.amazonaws.com", "redshift-serverless.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    provisioned = copy_role_trust_policy(staging_config())
+    assert provisioned["Statement"][0]["Principal"] == {"Service": ["redshift.amazonaws.com"]}
+
+
 def test_iam_accepts_the_documents(aws: Clients):
     iam = aws("iam")
-    for name, document in policies(prod_config()).items():
+    documents = policies(prod_config())
+    trust = documents.pop("redshift-copy-role-trust")
+    role = iam.create_role(RoleName="mediapulse-redshift-copy", AssumeRolePolicyDocument=json.dumps(trust))
+    assert role["Role"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/mediapulse-redshift-copy"
+    for name, document in documents.items():
         arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]["Arn"]
         assert arn == f"arn:aws:iam::{ACCOUNT}:policy/{name}"
+    iam.attach_role_policy(
+        RoleName="mediapulse-redshift-copy",
+        PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/redshift-copy-role",
+    )
+    stored = iam.get_role(RoleName="mediapulse-redshift-copy")["Role"]["AssumeRolePolicyDocument"]
+    assert stored == trust

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.validate import ParamValidator
 
 from bootstrap.artifacts import PackageResult, package
 from bootstrap.aws import Clients
@@ -34,19 +34,57 @@ def _set_step_state(cluster_id: str, step_id: str, state: str) -> None:
     step.state = state
 
 
-def _package(aws: Clients, wheel: Path, tmp_path: Path) -> tuple[AppConfig, str, PackageResult]:
+class RecordsCancels:
+    """The moto EMR client, with CancelSteps (which moto does not implement) checked against the API
+    model, recorded, and applied to moto's state as EMR would: the step ends CANCELLED."""
+
+    def __init__(self, emr: Any) -> None:
+        self._emr = emr
+        self.cancels: list[dict[str, Any]] = []
+
+    def cancel_steps(self, **request: Any) -> dict[str, Any]:
+        shape = self._emr.meta.service_model.operation_model("CancelSteps").input_shape
+        report = ParamValidator().validate(request, shape)
+        assert not report.has_errors(), report.generate_report()
+        self.cancels.append(request)
+        for step_id in request["StepIds"]:
+            _set_step_state(request["ClusterId"], step_id, "CANCELLED")
+        return {"CancelStepsInfoList": [{"StepId": s, "Status": "SUBMITTED"} for s in request["StepIds"]]}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._emr, name)
+
+
+def _with_cancels(aws: Clients) -> tuple[Callable[[str], Any], RecordsCancels]:
+    recorder = RecordsCancels(aws("emr"))
+    return (lambda service: recorder if service == "emr" else aws(service)), recorder
+
+
+def _package(
+    aws: Clients, wheel: Path, wheelhouse: Path, tmp_path: Path
+) -> tuple[AppConfig, str, PackageResult]:
     key_arn = aws("kms").create_key(Description="mediapulse test")["KeyMetadata"]["Arn"]
     s3 = aws("s3")
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     cfg = prod_config(f"emr.kms_key_arn={key_arn}")
-    result = package(cfg, PROD, dist_dir=tmp_path / "dist", wheel=wheel, clients=aws, out=io.StringIO())
+    result = package(
+        cfg,
+        PROD,
+        dist_dir=tmp_path / "dist",
+        wheel=wheel,
+        wheelhouse=wheelhouse,
+        clients=aws,
+        out=io.StringIO(),
+    )
     return cfg, key_arn, result
 
 
 @pytest.fixture
-def packaged(aws: Clients, built_wheel: Path, tmp_path: Path) -> tuple[AppConfig, str, PackageResult]:
-    return _package(aws, built_wheel, tmp_path)
+def packaged(
+    aws: Clients, built_wheel: Path, prod_wheelhouse: Path, tmp_path: Path
+) -> tuple[AppConfig, str, PackageResult]:
+    return _package(aws, built_wheel, prod_wheelhouse, tmp_path)
 
 
 @pytest.fixture
@@ -67,6 +105,7 @@ def test_package_uploads_every_release_file_with_sse_kms(aws: Clients, packaged:
     expected = {
         "mediapulse-0.1.0-py3-none-any.whl",
         "constraints.txt",
+        "wheelhouse.tar",
         "install.sh",
         "emr_entry.py",
         "emr.yaml",
@@ -211,18 +250,96 @@ def test_stop_with_nothing_running_is_a_no_op(aws: Clients, launched: tuple):
     assert (result.outcome, result.ok) == ("no-step", True)
 
 
-def test_stop_force_cancels_the_step():
-    emr = boto3.client("emr", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
-    with Stubber(emr) as stubbed:
-        stubbed.add_response(
-            "list_steps",
-            {"Steps": [{"Id": "s-NEW", "Name": "mediapulse-stream", "Status": {"State": "RUNNING"}}]},
-            {"ClusterId": "j-1", "StepStates": ["PENDING", "RUNNING"]},
-        )
-        stubbed.add_response(
-            "cancel_steps",
-            {"CancelStepsInfoList": [{"StepId": "s-NEW", "Status": "SUBMITTED"}]},
-            {"ClusterId": "j-1", "StepIds": ["s-NEW"], "StepCancellationOption": "SEND_INTERRUPT"},
-        )
-        result = stop(prod_config(), "j-1", force=True, clients=lambda _: emr, out=io.StringIO())  # type: ignore[arg-type]
-    assert (result.step_id, result.outcome) == ("s-NEW", "cancel-requested")
+def test_launch_lets_yarn_restart_the_driver_as_often_as_spark_asks(aws: Clients, launched: tuple):
+    cluster = aws("emr").describe_cluster(ClusterId=launched[1])["Cluster"]
+    (yarn_site,) = [c for c in cluster["Configurations"] if c["Classification"] == "yarn-site"]
+    assert yarn_site["Properties"]["yarn.resourcemanager.am.max-attempts"] == "4"
+    assert {t["Key"]: t["Value"] for t in cluster["Tags"]}["version"] == "0.1.0"
+
+
+def test_add_step_refuses_a_release_other_than_the_one_the_nodes_hold(aws: Clients, launched: tuple):
+    cfg, cluster_id = launched
+    _set_step_state(cluster_id, _step_named(aws, cluster_id, "mediapulse-stream")["Id"], "COMPLETED")
+    with pytest.raises(LaunchError, match=r"runs mediapulse 0\.1\.0, which its bootstrap action installed"):
+        add_step(cfg, cluster_id, version="0.2.0", clients=aws, out=io.StringIO())
+
+
+def test_add_step_refuses_a_cluster_of_another_emr_release(aws: Clients, launched: tuple):
+    _, cluster_id = launched
+    cfg = prod_config("emr.release_label=emr-spark-8.0.1")
+    with pytest.raises(LaunchError, match=r"emr-spark-8\.0\.0 but emr\.release_label is emr-spark-8\.0\.1"):
+        add_step(cfg, cluster_id, app_args=("backfill",), clients=aws, out=io.StringIO())
+
+
+def test_add_step_refuses_more_driver_attempts_than_the_cluster_s_yarn_allows(aws: Clients, launched: tuple):
+    _, cluster_id = launched
+    cfg = prod_config("emr.spark.max_app_attempts=6")
+    with pytest.raises(LaunchError, match=r"start a driver 4 times .*max_app_attempts is 6"):
+        add_step(cfg, cluster_id, app_args=("backfill",), clients=aws, out=io.StringIO())
+
+
+def test_stop_force_cancels_the_step_and_kills_its_yarn_application(aws: Clients, launched: tuple):
+    cfg, cluster_id = launched
+    step_id = _step_named(aws, cluster_id, "mediapulse-stream")["Id"]
+    clients, recorder = _with_cancels(aws)
+
+    def sleep(seconds: float) -> None:  # the kill step, run on the primary node, ends the application
+        _set_step_state(cluster_id, _step_named(aws, cluster_id, "mediapulse-stream-kill")["Id"], "COMPLETED")
+
+    out = io.StringIO()
+    result = stop(cfg, force=True, clients=clients, out=out, sleep=sleep)
+
+    assert recorder.cancels == [
+        {"ClusterId": cluster_id, "StepIds": [step_id], "StepCancellationOption": "SEND_INTERRUPT"}
+    ]
+    kill = _step_named(aws, cluster_id, "mediapulse-stream-kill")
+    assert kill["Config"]["Args"] == [
+        "/opt/mediapulse/venv/bin/python", "-m", "bootstrap.yarn_kill", "--tag", "mediapulse-stream",
+    ]  # fmt: skip
+    assert (result.step_id, result.kill_step_id, result.outcome, result.ok) == (
+        step_id,
+        kill["Id"],
+        "killed",
+        True,
+    )
+    assert "no YARN application tagged 'mediapulse-stream' is left" in out.getvalue()
+
+
+def test_stop_force_reports_a_kill_that_failed(aws: Clients, launched: tuple):
+    cfg, cluster_id = launched
+    clients, recorder = _with_cancels(aws)
+
+    def sleep(seconds: float) -> None:
+        _set_step_state(cluster_id, _step_named(aws, cluster_id, "mediapulse-stream-kill")["Id"], "FAILED")
+
+    out = io.StringIO()
+    result = stop(cfg, force=True, terminate_process=True, clients=clients, out=out, sleep=sleep)
+    assert recorder.cancels[0]["StepCancellationOption"] == "TERMINATE_PROCESS"
+    assert (result.outcome, result.ok) == ("kill-failed", False)
+    assert "the driver may still run" in out.getvalue()
+
+
+def test_stop_force_without_a_running_step_still_ends_an_orphaned_driver(aws: Clients, launched: tuple):
+    cfg, cluster_id = launched
+    _set_step_state(cluster_id, _step_named(aws, cluster_id, "mediapulse-stream")["Id"], "CANCELLED")
+    clients, recorder = _with_cancels(aws)
+
+    def sleep(seconds: float) -> None:
+        _set_step_state(cluster_id, _step_named(aws, cluster_id, "mediapulse-stream-kill")["Id"], "COMPLETED")
+
+    result = stop(cfg, force=True, clients=clients, out=io.StringIO(), sleep=sleep)
+    assert recorder.cancels == []
+    assert (result.step_id, result.outcome) == (None, "killed")
+
+
+def test_no_new_stream_starts_while_the_old_driver_is_being_killed(aws: Clients, launched: tuple):
+    cfg, cluster_id = launched
+    clients, _ = _with_cancels(aws)
+    result = stop(cfg, force=True, timeout=0, clients=clients, out=io.StringIO(), sleep=lambda _: None)
+    assert (result.outcome, result.ok) == ("timeout", False)  # the kill step has not run yet
+    with pytest.raises(LaunchError, match="is being ended"):
+        add_step(cfg, cluster_id, clients=aws, out=io.StringIO())
+    _set_step_state(cluster_id, str(result.kill_step_id), "COMPLETED")
+    restarted = add_step(cfg, cluster_id, clients=aws, out=io.StringIO())
+    assert _step_named(aws, cluster_id, "mediapulse-stream-kill")["Id"] == result.kill_step_id
+    assert restarted.step_id != result.step_id

@@ -4,7 +4,13 @@ from datetime import timedelta
 
 import pytest
 
-from bootstrap.settings import DEFAULT_RELEASE_LABEL, EmrConfig, EmrConfigError, emr_settings
+from bootstrap.settings import (
+    DEFAULT_RELEASE_LABEL,
+    EmrConfig,
+    EmrConfigError,
+    emr_settings,
+    instance_architecture,
+)
 from streaming.config import load_config
 from tests.bootstrap.conftest import PROD, ROOT, emr_section, prod_config, staging_config
 
@@ -87,3 +93,60 @@ def test_section_is_frozen():
     emr = EmrConfig.model_validate(emr_section())
     with pytest.raises(ValueError):
         emr.region = "us-east-1"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("m7g.2xlarge", "aarch64"),
+        ("r6gd.4xlarge", "aarch64"),
+        ("c7gn.large", "aarch64"),
+        ("is4gen.xlarge", "aarch64"),
+        ("a1.large", "aarch64"),
+        ("m7i.2xlarge", "x86_64"),
+        ("g5.xlarge", "x86_64"),
+        ("g4dn.xlarge", "x86_64"),
+        ("c7i-flex.large", "x86_64"),
+        ("r5.2xlarge", "x86_64"),
+    ],
+)
+def test_instance_architecture_follows_the_graviton_attribute(instance_type: str, architecture: str):
+    assert instance_architecture(instance_type) == architecture
+
+
+def test_the_nodes_architecture_comes_from_the_fleets_unless_set():
+    assert emr_settings(prod_config().emr).architecture == "aarch64"  # m7g, r7g, m6g...
+    assert emr_settings(emr_section()).architecture == "x86_64"  # m.small, m.big
+    explicit = emr_section(wheelhouse={"architecture": "aarch64"})
+    assert emr_settings(explicit).architecture == "aarch64"
+
+
+def test_fleets_of_two_architectures_are_refused():
+    section = emr_section()
+    fleets = {**section["fleets"], "task": {"instance_types": ["m7g.2xlarge"], "spot_capacity": 1}}
+    pricing = {**section["pricing"]}
+    pricing["instances"] = {
+        **pricing["instances"],
+        "m7g.2xlarge": {"vcpus": 8, "memory_gib": 32, "on_demand": 0.3, "spot": 0.1, "emr": 0.08},
+    }
+    with pytest.raises(EmrConfigError, match="mix CPU architectures"):
+        emr_settings(emr_section(fleets=fleets, pricing=pricing))
+
+
+def test_the_wheelhouse_python_must_be_the_interpreter_s_version():
+    with pytest.raises(EmrConfigError, match="not the version of python"):
+        emr_settings(emr_section(python="/usr/bin/python3.12"))
+    with pytest.raises(EmrConfigError, match="versioned interpreter"):
+        emr_settings(emr_section(python="/usr/bin/python3"))
+    assert emr_settings(emr_section()).venv_python == "/opt/mediapulse/venv/bin/python"
+
+
+def test_spark_conf_cannot_override_what_the_cluster_derives():
+    spark = {**emr_section()["spark"], "conf": {"spark.yarn.maxAppAttempts": "9"}}
+    with pytest.raises(EmrConfigError, match=r"spark\.max_app_attempts"):
+        emr_settings(emr_section(spark=spark))
+
+
+def test_stream_key_must_be_a_key_arn():
+    with pytest.raises(EmrConfigError, match="stream_kms_key_arn"):
+        emr_settings(emr_section(iam={"stream_kms_key_arn": "alias/aws/kinesis"}))
