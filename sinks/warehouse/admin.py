@@ -1,6 +1,7 @@
 """Warehouse administration: create, load the content dimension, compare definitions; the CLI commands.
 
-``mediapulse warehouse init|sync-dimensions|check [--config FILE] [--set key=value …]``
+``mediapulse warehouse init|sync-dimensions|check [--config FILE] [--set key=value …]``; ``check`` also
+reports the isolation level loads run at, and warns on Redshift's SNAPSHOT isolation.
 """
 
 from __future__ import annotations
@@ -211,6 +212,38 @@ def _check_redshift(wh: RedshiftWarehouse) -> list[str]:
     return problems + _check_views(wh)
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """The isolation level loads run at, as one line, and a warning when it lets two loads both commit."""
+
+    line: str
+    warning: str | None = None
+
+
+def isolation(wh: Warehouse) -> Isolation:
+    """Redshift: the database's level (``stv_db_isolation_level``), with a warning on SNAPSHOT.
+    PostgreSQL: loads ask for SERIALIZABLE themselves; the database's default is shown beside it."""
+    if isinstance(wh, RedshiftWarehouse):
+        database = wh.settings.database
+        try:
+            level = wh.isolation_level()
+        except WarehouseError as e:
+            return Isolation(f"isolation level of database {database}: unknown", f"could not read it: {e}")
+        warning = None
+        if "snapshot" in level.lower():
+            warning = (
+                f"database {database} runs SNAPSHOT isolation and Redshift does not enforce primary keys: "
+                "two writers of one batch could both commit. mediapulse's loads lock "
+                f"{wh.ledger_table} first and stay exactly once; any other writer of {wh.table} must take "
+                f"the same lock, or run ALTER DATABASE {database} ISOLATION LEVEL SERIALIZABLE"
+            )
+        return Isolation(f"isolation level of database {database}: {level}", warning)
+    if isinstance(wh, PostgresWarehouse):
+        default = wh.fetch(sql.POSTGRES_ISOLATION_SQL, what="isolation level read")[0][0]
+        return Isolation(f"isolation level: loads run serializable (database default: {default})")
+    raise WarehouseError("check supports postgresql:// and redshift:// warehouses")
+
+
 def check(wh: Warehouse) -> list[str]:
     """Differences between the expected and the actual table definitions (empty when all match)."""
     if isinstance(wh, RedshiftWarehouse):
@@ -245,9 +278,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     sync = common("sync-dimensions", "replace content_dim with the content dimension file(s)")
     sync.add_argument("--path", help="dimension file or folder (default: dimensions.content_path)")
     sync.set_defaults(func=_run_sync)
-    common("check", "list differences between expected and actual table definitions").set_defaults(
-        func=_run_check
-    )
+    common(
+        "check",
+        "list differences between expected and actual table definitions; report the isolation level",
+    ).set_defaults(func=_run_check)
     return parser
 
 
@@ -296,8 +330,12 @@ def _run_check(args: argparse.Namespace) -> int:
     _, wh = _open(args, read_only=True)
     with wh:
         problems = check(wh)
+        level = isolation(wh)
     for line in problems:
         sys.stdout.write(f"{line}\n")
     if not problems:
         sys.stdout.write("warehouse definitions match\n")
+    sys.stdout.write(f"{level.line}\n")
+    if level.warning:
+        sys.stdout.write(f"warning: {level.warning}\n")
     return 1 if problems else 0

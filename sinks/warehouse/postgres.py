@@ -2,34 +2,40 @@
 
 URL: ``postgresql://user@host:port/db?schema=analytics``. The password comes only from the environment
 (``MEDIAPULSE_WAREHOUSE_PASSWORD``, else ``PGPASSWORD``), never from the URL or a file (``~/.pgpass`` is
-not read either).
+not read either). TLS: ``sslmode`` defaults to ``verify-full`` for any host but a loopback one
+(``sslrootcert=`` names the CA bundle, or ``system``).
 
 :class:`SqlWarehouse` holds the protocol of :mod:`sinks.warehouse.base` for engines that speak the
 PostgreSQL wire protocol; its subclasses say how to connect, how to fill the staging table, and which
-errors are worth another attempt. One load is one ``SERIALIZABLE`` transaction:
+errors are worth another attempt. One load is one transaction (``SERIALIZABLE`` on PostgreSQL; the
+database's level on Redshift):
 
-1. (PostgreSQL) take a transaction-level advisory lock keyed by ``(query, batch_id)``;
+1. keep two writers of one batch apart, before anything is read: PostgreSQL takes a transaction-level
+   advisory lock keyed by ``(query, batch_id)``, Redshift locks the ledger table;
 2. skip if the ledger holds ``(query, batch_id)``;
 3. fill a temporary staging table (here ``COPY … FROM STDIN`` streamed from the Parquet files);
 4. if a key occurs twice, keep its newest row (MERGE takes one source row per target row); MERGE into the
-   target; insert the ledger row; COMMIT.
+   target; insert the ledger row; COMMIT;
+5. delete the batch's staged objects when they are on S3 (local ones are the sink's).
 
-Serialization failures and dropped connections are retried with capped exponential backoff, up to
-``max_attempts`` in all (reconnecting when the connection is gone); then :class:`WarehouseError`.
+Serialization failures and dropped or refused connections are retried (tenacity) with capped, jittered
+exponential backoff, reconnecting when the connection is gone. A load keeps trying for up to
+``warehouse.max_outage`` (a warehouse outage pauses the stream: the micro-batch waits in ``foreachBatch``),
+logging each failed attempt with the time left; every other operation gives up after ``max_attempts``.
+Then :class:`WarehouseError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import logging
 import os
-import random
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -39,6 +45,15 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from psycopg import errors as pg_errors
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+    wait_random_exponential,
+)
 
 from sinks.warehouse import sql
 from sinks.warehouse.base import (
@@ -62,6 +77,8 @@ PASSWORD_ENV_VARS: tuple[str, ...] = ("MEDIAPULSE_WAREHOUSE_PASSWORD", "PGPASSWO
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_BASE_DELAY = 0.2
 DEFAULT_RETRY_MAX_DELAY = 5.0
+DEFAULT_MAX_OUTAGE = timedelta(minutes=30)
+PG_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _ARROW_BATCH_ROWS = 65_536
 
 
@@ -86,6 +103,10 @@ def s3_filesystem(environ: Mapping[str, str] | None = None) -> pafs.S3FileSystem
     if region:
         options["region"] = region
     return pafs.S3FileSystem(**options)
+
+
+def is_s3_url(url: str) -> bool:
+    return url.startswith(("s3://", "s3a://", "s3n://"))
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -159,28 +180,52 @@ def iter_csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
 # -------------------------------------------------------------------------------------- the protocol
 
 
-class _Contended(Exception):
+class _Retry(Exception):
+    """One attempt failed in a way worth another: ``reason`` is ``serialization``, ``disconnect`` or
+    ``contended``; ``error`` is the driver's exception (None when contended)."""
+
+    def __init__(self, reason: str, error: BaseException | None = None, connecting: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+        self.connecting = connecting
+
+    def describe(self) -> str:
+        what = "cannot connect" if self.connecting else self.reason
+        return what if self.error is None else f"{what} ({_one_line(self.error)})"
+
+
+class _Contended(_Retry):
     """Another session was applying the same batch; start a fresh transaction (and see its ledger row)."""
+
+    def __init__(self) -> None:
+        super().__init__("contended")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``max_attempts`` tries in all; waits double from ``base_delay`` up to ``max_delay``."""
+    """Waits double from ``base_delay`` up to ``max_delay`` (half of each wait fixed, half random); a load
+    keeps trying for up to ``max_outage``, any other operation for at most ``max_attempts`` tries."""
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: float = DEFAULT_RETRY_BASE_DELAY
     max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    max_outage: timedelta = DEFAULT_MAX_OUTAGE
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise WarehouseError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.base_delay < 0 or self.max_delay < 0:
             raise WarehouseError("retry delays must not be negative")
+        if self.max_outage <= timedelta(0):
+            raise WarehouseError(f"max_outage must be positive, not {self.max_outage}")
 
-    def delay(self, attempt: int) -> float:
-        """Full-jitter backoff after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+    def backoff(self, state: RetryCallState) -> float:
+        """The wait after a failed attempt: uniform between half and all of min(max, base * 2^(n-1))."""
+        half_base, half_cap = self.base_delay / 2, self.max_delay / 2
+        fixed = wait_exponential(multiplier=half_base, max=half_cap)
+        jitter = wait_random_exponential(multiplier=half_base, max=half_cap)
+        return fixed(state) + jitter(state)
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> RetryPolicy:
@@ -193,6 +238,22 @@ class RetryPolicy:
             )
         except ValueError as e:
             raise WarehouseError(f"invalid retry setting in the warehouse URL: {e}") from e
+
+
+def with_max_outage(policy: RetryPolicy, cfg: WarehouseConfig) -> RetryPolicy:
+    """``policy`` (from the URL) with the load's time budget from ``warehouse.max_outage``."""
+    return replace(policy, max_outage=cfg.max_outage)
+
+
+def _duration(seconds: float) -> str:
+    """``'29 min 41 s'``, ``'4.2 s'``: a time span for a log line."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
 
 
 class SqlWarehouse(Warehouse):
@@ -228,8 +289,8 @@ class SqlWarehouse(Warehouse):
     def _serialize(self, cur: Any, batch: StagedBatch) -> None:
         """Keep two writers of the same batch apart (first statement of the transaction)."""
 
-    def _after_load(self, batch: StagedBatch, applied: bool) -> None:
-        """Clean-up after the transaction ended (committed, or skipped by the ledger)."""
+    def _delete_staging(self, uri: str) -> None:
+        """Delete every object under the ``s3://`` staging prefix ``uri`` (one attempt's files)."""
 
     def _load_failed(self, error: WarehouseError, batch: StagedBatch) -> WarehouseError | None:
         """A more telling error for a load that failed for good, or None."""
@@ -246,7 +307,7 @@ class SqlWarehouse(Warehouse):
             return self._conn.cursor()
         conn = self._connect()
         try:
-            conn.autocommit = True  # transactions are explicit: BEGIN ISOLATION LEVEL SERIALIZABLE … COMMIT
+            conn.autocommit = True  # transactions are explicit: BEGIN … COMMIT
             cur = conn.cursor()
             for statement in sql.session_sql(self.tables.schema):
                 cur.execute(statement)
@@ -270,47 +331,90 @@ class SqlWarehouse(Warehouse):
         except Exception as e:  # a dropped connection rolls back by itself
             log.debug("rollback failed (connection lost?): %s", e)
 
-    def _run(self, what: str, work: Callable[[Any], T]) -> T:
-        """Run ``work(cursor)``, retrying serialization failures and dropped connections within bounds."""
+    def _attempt(self, what: str, work: Callable[[Any], T]) -> T:
+        """One try of ``work(cursor)``; a failure worth another try is raised as :class:`_Retry`."""
+        connecting = True
+        try:
+            cur = self._cursor()
+            connecting = False
+            return work(cur)
+        except (_Retry, WarehouseError):
+            raise
+        except Exception as e:
+            reason = self._retry_reason(e)
+            if reason is None:
+                raise WarehouseError(f"{what} failed: {_one_line(e)}") from e
+            if reason == "disconnect":
+                self._discard_connection()
+            raise _Retry(reason, e, connecting) from e
+
+    def _run(self, what: str, work: Callable[[Any], T], *, outage: bool = False) -> T:
+        """Run ``work(cursor)``, retrying serialization failures, contention and lost connections.
+
+        With ``outage`` (a batch load) the attempts go on for up to ``max_outage`` and each failed one is
+        logged with the time left; otherwise at most ``max_attempts`` tries are made.
+        """
         policy = self.retry
-        for attempt in range(1, policy.max_attempts + 1):
-            connecting = True
-            try:
-                cur = self._cursor()
-                connecting = False
-                return work(cur)
-            except _Contended:
+        budget = policy.max_outage.total_seconds()
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            return 0.0 if isinstance(failure, _Contended) else policy.backoff(state)
+
+        def log_attempt(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            assert isinstance(failure, _Retry) and state.next_action is not None
+            pause = state.next_action.sleep
+            if isinstance(failure, _Contended):
                 log.info("%s: another writer holds this batch; trying again after it", what)
-                if attempt == policy.max_attempts:
-                    raise WarehouseError(f"{what}: batch still locked after {attempt} attempts") from None
-                continue
-            except WarehouseError:
-                raise
-            except Exception as e:
-                reason = self._retry_reason(e)
-                if reason == "disconnect":
-                    self._discard_connection()
-                if reason is None or attempt == policy.max_attempts:
-                    tries = f" after {attempt} attempts" if reason else ""
-                    raise WarehouseError(f"{what} failed{tries}: {_one_line(e)}") from e
-                delay = policy.delay(attempt)
+            elif outage:
+                left = max(0.0, budget - (state.seconds_since_start or 0.0))
+                log.warning(
+                    "%s: %s; attempt %d failed, next in %.1f s, %s left of warehouse.max_outage",
+                    what,
+                    failure.describe(),
+                    state.attempt_number,
+                    pause,
+                    _duration(left),
+                )
+            else:
                 # A failed (re)connect is reported once, by the final error; a dropped connection or a
                 # conflict inside the work is worth a warning each time.
                 log.log(
-                    logging.DEBUG if connecting else logging.WARNING,
-                    "%s: %s (%s), attempt %d of %d; retrying in %.2f s",
+                    logging.DEBUG if failure.connecting else logging.WARNING,
+                    "%s: %s, attempt %d of %d; retrying in %.2f s",
                     what,
-                    reason,
-                    _one_line(e),
-                    attempt,
+                    failure.describe(),
+                    state.attempt_number,
                     policy.max_attempts,
-                    delay,
+                    pause,
                 )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_before_delay(budget) if outage else stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            before_sleep=log_attempt,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, what, work)
+        except _Retry as failure:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if isinstance(failure, _Contended):
+                raise WarehouseError(f"{what}: batch still locked after {attempts} attempts") from None
+            if outage:
+                elapsed = retrying.statistics.get("delay_since_first_attempt", 0.0)
+                raise WarehouseError(
+                    f"{what}: gave up after {_duration(elapsed)} and {attempts} attempts "
+                    f"(warehouse.max_outage is {_duration(budget)}); last failure: {failure.describe()}"
+                ) from failure.error
+            raise WarehouseError(
+                f"{what} failed after {attempts} attempts: {_one_line(failure.error or failure)}"
+            ) from failure.error
 
     def _transaction(self, cur: Any, body: Callable[[Any], T]) -> T:
-        cur.execute(sql.BEGIN_SQL)
+        cur.execute(sql.begin_sql(self.dialect))
         try:
             result = body(cur)
         except BaseException:
@@ -329,7 +433,7 @@ class SqlWarehouse(Warehouse):
         self._run("warehouse init", lambda cur: self._transaction(cur, create))
 
     def load_batch(self, batch: StagedBatch) -> bool:
-        validate_identifier(batch.query, "query name")
+        sql.validate_query_name(batch.query)
         prepared = self._prepare(batch)
         what = f"load of {batch.query} batch {batch.batch_id}"
 
@@ -356,7 +460,7 @@ class SqlWarehouse(Warehouse):
             return True
 
         try:
-            applied = self._run(what, lambda cur: self._transaction(cur, load))
+            applied = self._run(what, lambda cur: self._transaction(cur, load), outage=True)
         except WarehouseError as e:
             better = self._load_failed(e, batch)
             if better is not None:
@@ -366,8 +470,22 @@ class SqlWarehouse(Warehouse):
             log.info("%s applied", what)
         else:
             log.info("%s already in the ledger; skipped", what)
-        self._after_load(batch, applied)
+        self._after_load(batch)
         return applied
+
+    def _after_load(self, batch: StagedBatch) -> None:
+        """The batch is in the warehouse (committed now, or earlier): its staged objects on S3 go.
+
+        A local staging folder is the sink's to remove. A failure here is logged, not raised: the
+        batch is committed, and the bucket's lifecycle rule removes what is left.
+        """
+        if not is_s3_url(batch.uri):
+            return
+        try:
+            self._delete_staging(batch.uri)
+            log.debug("deleted the staging objects under %s", batch.uri)
+        except Exception as e:  # botocore / pyarrow errors: the load itself succeeded
+            log.warning("could not delete staging objects under %s: %s", batch.uri, e)
 
     def committed(self, query: str) -> list[int]:
         def read(cur: Any) -> list[int]:
@@ -452,12 +570,28 @@ class PostgresSettings:
     user: str
     schema: str = "public"
     sslmode: str | None = None
+    sslrootcert: str | None = None
     connect_timeout: int = 10
     retry: RetryPolicy = RetryPolicy()
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): traffic that never leaves the machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_postgres_url(url: str) -> PostgresSettings:
-    """``postgresql://user@host:port/db?schema=…&sslmode=…&max_attempts=…``; a password here is refused."""
+    """``postgresql://user@host:port/db?schema=…&sslmode=…&max_attempts=…``; a password here is refused.
+
+    TLS: ``sslmode`` defaults to ``verify-full`` (encrypted, certificate and host name checked) for any
+    host but a loopback one, where libpq's own default applies; ``sslrootcert`` names the CA bundle
+    (a file, or ``system`` for the system's trust store).
+    """
     parsed = urlparse(url)
     if parsed.scheme != "postgresql":
         raise WarehouseError(f"not a postgresql:// URL: {url!r}")
@@ -466,7 +600,15 @@ def parse_postgres_url(url: str) -> PostgresSettings:
             "warehouse.url must not carry a password: set MEDIAPULSE_WAREHOUSE_PASSWORD or PGPASSWORD"
         )
     params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    known = {"schema", "sslmode", "connect_timeout", "max_attempts", "retry_base_ms", "retry_max_ms"}
+    known = {
+        "schema",
+        "sslmode",
+        "sslrootcert",
+        "connect_timeout",
+        "max_attempts",
+        "retry_base_ms",
+        "retry_max_ms",
+    }
     unknown = sorted(set(params) - known)
     if unknown:
         raise WarehouseError(f"unknown warehouse URL parameter(s): {', '.join(unknown)}")
@@ -480,13 +622,19 @@ def parse_postgres_url(url: str) -> PostgresSettings:
         timeout = int(params.get("connect_timeout", 10))
     except ValueError as e:
         raise WarehouseError(f"invalid port or connect_timeout in warehouse.url: {e}") from e
+    sslmode = params.get("sslmode") or (None if is_loopback(parsed.hostname) else "verify-full")
+    if sslmode is not None and sslmode not in PG_SSL_MODES:
+        raise WarehouseError(
+            f"warehouse.url: sslmode must be one of {', '.join(PG_SSL_MODES)}, not {sslmode!r}"
+        )
     return PostgresSettings(
         host=parsed.hostname,
         port=port,
         database=database,
         user=unquote(parsed.username),
         schema=validate_identifier(params.get("schema", "public"), "schema"),
-        sslmode=params.get("sslmode"),
+        sslmode=sslmode,
+        sslrootcert=params.get("sslrootcert"),
         connect_timeout=timeout,
         retry=RetryPolicy.from_query(params),
     )
@@ -520,9 +668,9 @@ class PostgresWarehouse(SqlWarehouse):
 
     @classmethod
     def from_config(cls, cfg: WarehouseConfig, environ: Mapping[str, str] | None = None) -> PostgresWarehouse:
-        return cls(
-            parse_postgres_url(cfg.url), cfg.table, cfg.ledger_table, password=password_from_env(environ)
-        )
+        settings = parse_postgres_url(cfg.url)
+        settings = replace(settings, retry=with_max_outage(settings.retry, cfg))
+        return cls(settings, cfg.table, cfg.ledger_table, password=password_from_env(environ))
 
     def _connect(self) -> Any:
         s = self.settings
@@ -541,6 +689,8 @@ class PostgresWarehouse(SqlWarehouse):
             options["password"] = self._password
         if s.sslmode:
             options["sslmode"] = s.sslmode
+        if s.sslrootcert:
+            options["sslrootcert"] = s.sslrootcert
         return psycopg.connect(**options)
 
     def _is_missing_table(self, error: BaseException) -> bool:
@@ -575,9 +725,14 @@ class PostgresWarehouse(SqlWarehouse):
         copy_into(cur, sql.STAGE_TABLE, COLUMN_NAMES, iter_record_batches(batch.files, s3=self._s3_fs(batch)))
 
     def _s3_fs(self, batch: StagedBatch) -> pafs.FileSystem | None:
-        if self._s3 is None and any(f.startswith(("s3://", "s3a://", "s3n://")) for f in batch.files):
+        if self._s3 is None and any(is_s3_url(f) for f in batch.files):
             self._s3 = s3_filesystem()
         return self._s3
+
+    def _delete_staging(self, uri: str) -> None:
+        fs = self._s3 if self._s3 is not None else s3_filesystem()
+        bucket, prefix = split_s3_url(uri)
+        fs.delete_dir(f"{bucket}/{prefix.rstrip('/')}")
 
     def _insert_dim_rows(self, cur: Any, table: pa.Table) -> None:
         names = tuple(name for name, _ in sql.CONTENT_DIM_COLUMNS)

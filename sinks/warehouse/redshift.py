@@ -13,15 +13,19 @@ Manager secret (``secret_arn``, JSON with ``username`` and ``password``). For a 
 ``user@`` in the URL with ``MEDIAPULSE_WAREHOUSE_PASSWORD`` in the environment also works. TLS is on with
 ``sslmode=verify-full`` unless the URL says ``verify-ca`` (or ``disable``, for a local tunnel only).
 
-A load (same protocol as :mod:`sinks.warehouse.postgres`, in one SERIALIZABLE transaction):
+A load (same protocol as :mod:`sinks.warehouse.postgres`, in one transaction at the database's isolation
+level, SERIALIZABLE or SNAPSHOT):
 
-1. skip if the ledger holds ``(query, batch_id)``; Redshift's serializable isolation aborts one of two
-   concurrent writers of the same batch (ERROR 1023), which is then retried and finds the ledger row;
-2. write ``_mediapulse.manifest`` next to the staged Parquet files on S3 (once for all attempts),
-   listing each file with ``mandatory: true`` and ``meta.content_length`` (S3 HeadObject);
-3. ``COPY stage FROM 's3://…/_mediapulse.manifest' IAM_ROLE … FORMAT AS PARQUET MANIFEST``;
-4. keep the newest row per key if a key occurs twice, MERGE, insert the ledger row, COMMIT;
-5. after the commit (or a ledger skip): delete the batch's staging objects.
+1. ``LOCK`` the ledger table, before anything reads: a second load (of this batch or another) waits for
+   the first to end, then sees its ledger row. Primary keys are not enforced on Redshift, and under
+   SNAPSHOT isolation two loads of one batch would otherwise both commit;
+2. skip if the ledger holds ``(query, batch_id)``;
+3. write ``_mediapulse.manifest`` next to the staged Parquet files on S3 (once for all attempts),
+   listing each file with ``mandatory: true`` and ``meta.content_length`` (S3 HeadObject), encrypted
+   the way those files are (SSE-KMS with their key, on EMR);
+4. ``COPY stage FROM 's3://…/_mediapulse.manifest' IAM_ROLE … FORMAT AS PARQUET MANIFEST``;
+5. keep the newest row per key if a key occurs twice, MERGE, insert the ledger row, COMMIT;
+6. after the commit (or a ledger skip): delete the attempt's staging objects.
 
 When COPY fails, the rows of ``SYS_LOAD_ERROR_DETAIL`` (else ``STL_LOAD_ERRORS``) for this session go
 into the error message.
@@ -37,7 +41,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -46,8 +50,10 @@ from sinks.warehouse.base import StagedBatch, WarehouseError, validate_identifie
 from sinks.warehouse.postgres import (
     RetryPolicy,
     SqlWarehouse,
+    is_s3_url,
     split_s3_url,
     to_warehouse_types,
+    with_max_outage,
 )
 
 if TYPE_CHECKING:
@@ -259,30 +265,44 @@ def s3_url(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+# HeadObject answers and PutObject arguments share these names.
+_ENCRYPTION_FIELDS = ("ServerSideEncryption", "SSEKMSKeyId", "BucketKeyEnabled")
+
+
+def encryption_of(head: Mapping[str, Any]) -> dict[str, Any]:
+    """PutObject arguments that encrypt an object the way HeadObject (``head``) says another one is."""
+    return {name: head[name] for name in _ENCRYPTION_FIELDS if head.get(name) is not None}
+
+
 def write_manifest(s3: Any, batch: StagedBatch) -> str:
     """Write the COPY manifest next to the batch's files and return its ``s3://`` URL.
 
     Each entry is mandatory and carries ``meta.content_length`` (from HeadObject): Redshift requires the
-    length for Parquet and ORC manifests.
+    length for Parquet and ORC manifests. The manifest is encrypted like the staged files beside it (on
+    EMR: SSE-KMS with the security configuration's key), so a bucket policy that demands SSE-KMS accepts
+    it and no object of the prefix is stored with weaker encryption.
     """
-    if not batch.uri.startswith(("s3://", "s3a://", "s3n://")):
+    if not is_s3_url(batch.uri):
         raise WarehouseError(
             f"Redshift loads from S3: {batch.query} batch {batch.batch_id} is staged at {batch.uri} "
             "(set warehouse.staging_path to an s3:// prefix)"
         )
     entries = []
+    encryption: dict[str, Any] = {}
     for uri in batch.files:
         bucket, key = split_s3_url(uri)
         try:
-            size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            head = s3.head_object(Bucket=bucket, Key=key)
         except Exception as e:  # botocore ClientError and friends
             raise WarehouseError(f"cannot stat staged file {uri}: {e}") from e
+        encryption = encryption or encryption_of(head)
+        size = int(head["ContentLength"])
         entries.append({"url": s3_url(bucket, key), "mandatory": True, "meta": {"content_length": size}})
     bucket, prefix = split_s3_url(batch.uri)
     key = f"{prefix.rstrip('/')}/{MANIFEST_NAME}"
     body = json.dumps({"entries": entries}, indent=1).encode()
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **encryption)
     except Exception as e:
         raise WarehouseError(f"cannot write the COPY manifest {s3_url(bucket, key)}: {e}") from e
     return s3_url(bucket, key)
@@ -371,8 +391,9 @@ class RedshiftWarehouse(SqlWarehouse):
         copier: Copier | None = None,
         s3_client: Any = None,
     ) -> RedshiftWarehouse:
+        settings = parse_redshift_url(cfg.url)
         return cls(
-            parse_redshift_url(cfg.url),
+            replace(settings, retry=with_max_outage(settings.retry, cfg)),
             cfg.table,
             cfg.ledger_table,
             connect=connect,
@@ -394,6 +415,16 @@ class RedshiftWarehouse(SqlWarehouse):
 
     def _is_missing_table(self, error: BaseException) -> bool:
         return _error_fields(error).get("C") == "42P01"
+
+    def _serialize(self, cur: Any, batch: StagedBatch) -> None:
+        cur.execute(sql.lock_sql(self.ledger_table))
+
+    def isolation_level(self) -> str:
+        """The database's isolation level as Redshift names it (``Serializable``, ``Snapshot Isolation``)."""
+        rows = self.fetch(sql.REDSHIFT_ISOLATION_SQL, (self.settings.database,), what="isolation level read")
+        if not rows:
+            raise WarehouseError(f"stv_db_isolation_level has no row for database {self.settings.database}")
+        return str(rows[0][0])
 
     def _retry_reason(self, error: BaseException) -> str | None:
         if isinstance(error, CopyFailed):
@@ -482,14 +513,8 @@ class RedshiftWarehouse(SqlWarehouse):
             ]
         return []
 
-    def _after_load(self, batch: StagedBatch, applied: bool) -> None:
-        if not batch.uri.startswith(("s3://", "s3a://", "s3n://")):
-            return
-        try:
-            deleted = delete_staging(self.s3, batch.uri)
-            log.debug("deleted %d staging objects under %s", deleted, batch.uri)
-        except Exception as e:  # the batch is committed; the bucket's lifecycle rule removes leftovers
-            log.warning("could not delete staging objects under %s: %s", batch.uri, e)
+    def _delete_staging(self, uri: str) -> None:
+        delete_staging(self.s3, uri)
 
     def _insert_dim_rows(self, cur: Any, table: pa.Table) -> None:
         _, prefix = sql.replace_dim_sql(self.tables.content_dim)
@@ -506,10 +531,11 @@ def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
     _, dim_prefix = sql.replace_dim_sql(tables.content_dim)
     return [
         *sql.session_sql(tables.schema),
-        sql.BEGIN_SQL,
+        sql.begin_sql("redshift"),
         sql.COMMIT_SQL,
         sql.ROLLBACK_SQL,
         *sql.init_sql(tables, "redshift"),
+        sql.lock_sql(tables.ledger),
         sql.ledger_lookup_sql(tables.ledger),
         *sql.stage_sql(tables.table),
         sql.copy_parquet_manifest_sql(sql.STAGE_TABLE, "s3://bucket/prefix/_mediapulse.manifest", iam_role),
@@ -530,4 +556,5 @@ def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
         sql.SVV_TABLE_INFO_SQL,
         sql.INFORMATION_SCHEMA_COLUMNS_SQL,
         sql.VIEWS_SQL,
+        sql.REDSHIFT_ISOLATION_SQL,
     ]

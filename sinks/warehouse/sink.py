@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def _remove_local(uri: str) -> None:
+    """Remove a local attempt folder, and its batch folder once no other attempt is left in it."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
-        shutil.rmtree(Path(parsed.path if parsed.scheme else uri), ignore_errors=True)
+        attempt = Path(parsed.path if parsed.scheme else uri)
+        shutil.rmtree(attempt, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another attempt is still there
+            attempt.parent.rmdir()
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,10 @@ class WarehouseSink:
     open_warehouse: Callable[[], Warehouse]
 
     def stage(self, batch: DataFrame, batch_id: int) -> StagedBatch:
-        uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}"
+        """Write the batch as Parquet under a prefix of this attempt's own: a replay, or a second driver
+        working on the same batch, never overwrites (or deletes) the files another attempt loads."""
+        attempt = uuid.uuid4().hex[:16]
+        uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}/attempt={attempt}"
         rows = batch.select(*COLUMN_NAMES)
         rows.coalesce(1).write.mode("overwrite").parquet(uri)
         files = tuple(sorted(rows.sparkSession.read.parquet(uri).inputFiles()))
@@ -46,6 +55,7 @@ class WarehouseSink:
                 applied = warehouse.load_batch(staged)
         except Exception as e:
             raise SinkError(f"warehouse sink failed on {self.query} batch {batch_id}: {e}") from e
+        finally:
+            _remove_local(staged.uri)  # a replay stages afresh; S3 staging is the warehouse's to delete
         if not applied:
             log.info("%s batch %d already in the warehouse ledger; skipped", self.query, batch_id)
-        _remove_local(staged.uri)

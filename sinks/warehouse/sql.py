@@ -18,6 +18,7 @@ here has that shape, and PostgreSQL 15 runs it unchanged.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -207,9 +208,41 @@ def create_content_dim_sql(content_dim: str, dialect: Dialect) -> str:
 
 # ------------------------------------------------------------------------------------- load protocol
 
-BEGIN_SQL = "BEGIN ISOLATION LEVEL SERIALIZABLE"  # Redshift's only level; on PostgreSQL it must be asked for
 COMMIT_SQL = "COMMIT"
 ROLLBACK_SQL = "ROLLBACK"
+
+
+def begin_sql(dialect: Dialect) -> str:
+    """The start of a load's transaction.
+
+    PostgreSQL has to be asked for SERIALIZABLE. Redshift runs every transaction at its database's level,
+    SERIALIZABLE or SNAPSHOT (``CREATE``/``ALTER DATABASE … ISOLATION LEVEL``; SNAPSHOT is the default of
+    new clusters and workgroups) whatever BEGIN says, so it gets a plain BEGIN; its loads are kept apart
+    by :func:`lock_sql` instead.
+    """
+    return "BEGIN ISOLATION LEVEL SERIALIZABLE" if _check_dialect(dialect) == "postgres" else "BEGIN"
+
+
+def lock_sql(table: str) -> str:
+    """Redshift: an exclusive lock on ``table`` until the transaction ends.
+
+    As the first statement of a load (before any read takes the transaction's snapshot), a second load
+    waits here for the first to end and then sees its ledger row, at either isolation level.
+    """
+    return f"LOCK {validate_identifier(table)}"
+
+
+def validate_query_name(name: str) -> str:
+    """A query name as the ledger stores it: a bound value (not an identifier: ``backfill-…`` has hyphens),
+    1 to 256 UTF-8 bytes (the Redshift column's width) without control characters."""
+    limit = _VARCHAR_BYTES["query_name"]
+    if not isinstance(name, str) or not name:
+        raise WarehouseError(f"invalid query name {name!r}: it must be a non-empty string")
+    if len(name.encode()) > limit:
+        raise WarehouseError(f"invalid query name {name[:40]!r}…: longer than {limit} bytes in UTF-8")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise WarehouseError(f"invalid query name {name!r}: control characters are not allowed")
+    return name
 
 
 # PostgreSQL only: a transaction-level advisory lock keyed by (query, batch_id).
@@ -398,6 +431,11 @@ PG_TABLE_DEF_SQL = (
 SVV_TABLE_INFO_SQL = (
     'SELECT diststyle, sortkey1, sortkey_num FROM svv_table_info WHERE "schema" = %s AND "table" = %s'
 )
+# Redshift: the database's isolation level ('Serializable' or 'Snapshot Isolation'); the name is bound,
+# since CURRENT_DATABASE() is a leader-node function.
+REDSHIFT_ISOLATION_SQL = "SELECT TRIM(isolation_level) FROM stv_db_isolation_level WHERE TRIM(db_name) = %s"
+# PostgreSQL: the level of transactions that do not ask for one (loads ask for SERIALIZABLE).
+POSTGRES_ISOLATION_SQL = "SELECT current_setting('default_transaction_isolation')"
 # PostgreSQL's (and Redshift's) standard catalog: columns in order.
 INFORMATION_SCHEMA_COLUMNS_SQL = (
     "SELECT column_name, data_type FROM information_schema.columns\n"

@@ -18,6 +18,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ from tests.sinks.warehouse import pgserver
 from tests.sinks.warehouse.pgproxy import PgProxy
 from tests.sinks.warehouse.pgserver import DATABASE, TEST_ROLE, PgServer, free_port
 
-FAST_RETRY = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05)
+FAST_RETRY = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_outage=timedelta(seconds=5))
 TEST_PASSWORD = "test-only-" + secrets.token_hex(8)
 
 
@@ -188,17 +189,33 @@ def make_redshift(
     make_postgres: Callable[..., PostgresWarehouse],
 ) -> Iterator[Callable[..., RedshiftWarehouse]]:
     """RedshiftWarehouse whose connections go through the proxy (MD5, no TLS) and whose COPY step streams
-    the manifest's files. Tables come from the PostgreSQL DDL: Redshift's own DDL is covered by parsing."""
+    the manifest's files. Tables come from the PostgreSQL DDL: Redshift's own DDL is covered by parsing.
+
+    Redshift runs each transaction at its database's isolation level whatever BEGIN says; ``isolation``
+    plays that part: each session's default level, ``serializable`` (Redshift's SERIALIZABLE) or
+    ``repeatable read`` (PostgreSQL's snapshot isolation, standing in for Redshift's SNAPSHOT)."""
     opened: list[RedshiftWarehouse] = []
     make_postgres().init()
     env = {"MEDIAPULSE_WAREHOUSE_PASSWORD": TEST_PASSWORD}
 
-    def make(retry: RetryPolicy = FAST_RETRY, **overrides: Any) -> RedshiftWarehouse:
+    def make(
+        retry: RetryPolicy = FAST_RETRY, isolation: str = "serializable", **overrides: Any
+    ) -> RedshiftWarehouse:
         import redshift_connector
 
         settings = redshift_settings(pg_proxy, schema, retry)
+        assert isolation in ("serializable", "repeatable read")
+
+        def connect() -> Any:
+            conn = redshift_connector.connect(**connect_kwargs(settings, environ=env))
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute(f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {isolation}")
+            cur.close()
+            return conn
+
         options: dict[str, Any] = {
-            "connect": lambda: redshift_connector.connect(**connect_kwargs(settings, environ=env)),
+            "connect": connect,
             "copier": ManifestStreamLoader(s3_client, arrow_s3),
             "s3_client": s3_client,
             **overrides,
@@ -225,3 +242,38 @@ def read_ledger(server: PgServer, schema: str) -> list[tuple[Any, ...]]:
             f"SELECT query_name, batch_id, rows FROM {schema}.mediapulse_batches "
             "ORDER BY query_name, batch_id"
         ).fetchall()
+
+
+def wait_for_lock_waiter(server: PgServer, timeout: float = 30.0) -> bool:
+    """Whether some session of the test role is (or within ``timeout`` s comes to be) waiting on a lock."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with server.admin() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'",
+                (server.role,),
+            ).fetchone()[0]
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+METRICS = ("impressions", "clicks", "play_starts", "completions", "watch_time_ms")
+
+
+def postgres_metrics(server: PgServer, schema: str) -> dict[tuple[Any, ...], dict[str, int]]:
+    """The target's :data:`METRICS` by key, ``window_start`` as an aware UTC time (as the oracle keys it)."""
+    from datetime import UTC
+
+    with server.admin() as conn:
+        rows = conn.execute(f"SELECT {', '.join(COLUMN_NAMES)} FROM {schema}.content_engagement").fetchall()
+    found = {}
+    for row in rows:
+        r = dict(zip(COLUMN_NAMES, row, strict=True))
+        start = r["window_start"]
+        start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+        found[(start, r["content_id"], r["affiliate_id"], r["platform"])] = {m: r[m] for m in METRICS}
+    return found

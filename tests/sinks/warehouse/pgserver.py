@@ -40,6 +40,29 @@ class PgServer:
     superpass: str
     role: str
     password: str
+    data: Path | None = None  # the data folder, for stop() and start()
+    options: str = ""
+
+    def stop(self) -> None:
+        """Stop the server the way a maintenance window does (``fast``: sessions are ended, open
+        transactions rolled back); its data stays for :meth:`start`."""
+        assert self.data is not None
+        _pg_ctl(self.data, "-m", "fast", "-w", "-t", "30", "stop")
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same port, and wait until it accepts connections."""
+        assert self.data is not None
+        _pg_ctl(
+            self.data,
+            "-l",
+            str(self.data.parent / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            self.options,
+            "start",
+        )
 
     def admin(self, dbname: str = DATABASE) -> psycopg.Connection:
         """A superuser connection in autocommit mode."""
@@ -64,6 +87,15 @@ def available() -> bool:
 
 def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _pg_ctl(data: Path, *args: str) -> None:
+    subprocess.run(
+        _as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), *args]),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 @contextmanager
@@ -109,27 +141,8 @@ def private_postgres(role_password: str | None = None, durable: bool = False) ->
         options = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=40 -c max_pred_locks_per_transaction=256"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        subprocess.run(
-            _as_server_user(
-                [
-                    ctl,
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(root / "server.log"),
-                    "-w",
-                    "-t",
-                    "30",
-                    "-o",
-                    options,
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        server = PgServer("127.0.0.1", port, "postgres", superpass, TEST_ROLE, password)
+        server = PgServer("127.0.0.1", port, "postgres", superpass, TEST_ROLE, password, data, options)
+        server.start()
         with server.admin("postgres") as conn:
             conn.execute("SET password_encryption = 'md5'")
             conn.execute(f"CREATE ROLE {TEST_ROLE} LOGIN PASSWORD '{password}'")

@@ -72,6 +72,8 @@ def test_init_sync_and_check_through_the_cli(
     out = capsys.readouterr().out
     assert "content_dim: 4 rows" in out
     assert "warehouse definitions match" in out
+    assert "isolation level: loads run serializable (database default: read committed)" in out
+    assert "warning:" not in out
 
     with postgres_server.admin() as conn:
         conn.execute(f"ALTER TABLE {schema}.content_engagement DROP COLUMN watch_time_ms CASCADE")

@@ -142,6 +142,81 @@ def test_staged_files_on_s3_are_streamed_with_copy_not_executemany(
     assert batch.files[0].startswith("s3://")
 
 
+def test_staged_files_on_s3_are_deleted_after_commit_and_after_a_ledger_skip(
+    make_postgres: Any, s3_client: Any, bucket: str, postgres_server: PgServer, schema: str
+) -> None:
+    rows = make_rows(1)
+    wh = make_postgres()
+    wh.init()
+    other = write_s3_batch(s3_client, bucket, "staging", "engagement", 2, [rows])  # another attempt's
+
+    assert wh.load_batch(write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [rows])) is True
+    assert _keys(s3_client, bucket, "staging/engagement/batch_id=1/") == []
+    assert wh.load_batch(write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [rows])) is False
+    assert _keys(s3_client, bucket, "staging/engagement/batch_id=1/") == []
+
+    assert _keys(s3_client, bucket, "staging/engagement/batch_id=2/") == sorted(
+        [f.split("/", 3)[3] for f in other.files] + ["staging/engagement/batch_id=2/_SUCCESS"]
+    )
+    assert read_target(postgres_server, schema) == as_tuples(apply_batches([rows]))
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+@pytest.mark.parametrize(
+    ("host", "sslmode"),
+    [
+        ("db.internal", "verify-full"),
+        ("10.0.3.7", "verify-full"),
+        ("mydb.abc123.eu-west-1.rds.amazonaws.com", "verify-full"),
+        ("localhost", None),
+        ("127.0.0.1", None),
+        ("127.0.1.1", None),
+        ("[::1]", None),
+    ],
+)
+def test_tls_defaults_to_verify_full_for_any_host_but_loopback(host: str, sslmode: str | None) -> None:
+    assert parse_postgres_url(f"postgresql://u@{host}:5432/db").sslmode == sslmode
+
+
+def test_an_explicit_sslmode_and_ca_bundle_reach_libpq(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def connect(**options: Any) -> None:
+        seen.update(options)
+        raise psycopg.OperationalError("not connecting in this test")
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    for url, expected in [
+        ("postgresql://u@db.internal/db", {"sslmode": "verify-full"}),
+        (
+            "postgresql://u@db.internal/db?sslrootcert=system",
+            {"sslmode": "verify-full", "sslrootcert": "system"},
+        ),
+        ("postgresql://u@db.internal/db?sslmode=require", {"sslmode": "require"}),
+        ("postgresql://u@127.0.0.1/db", {}),
+    ]:
+        seen.clear()
+        with pytest.raises(psycopg.OperationalError):
+            PostgresWarehouse(parse_postgres_url(url))._connect()
+        assert {k: seen[k] for k in ("sslmode", "sslrootcert") if k in seen} == expected, url
+    with pytest.raises(WarehouseError, match="sslmode must be one of"):
+        parse_postgres_url("postgresql://u@db.internal/db?sslmode=verify_full")
+
+
+def test_verify_full_refuses_a_server_without_tls(postgres_server: PgServer) -> None:
+    url = (
+        f"postgresql://{TEST_ROLE}@127.0.0.1:{postgres_server.port}/{DATABASE}"
+        "?sslmode=verify-full&max_attempts=1"
+    )
+    wh = PostgresWarehouse(parse_postgres_url(url), password=_password())
+
+    with pytest.raises(WarehouseError, match=r"SSL|certificate|root"):
+        wh.committed("engagement")
+
+
 def test_s3_filesystem_follows_the_endpoint_override(aws_endpoint: str, s3_client: Any, bucket: str) -> None:
     s3_client.put_object(Bucket=bucket, Key="k/x.txt", Body=b"hello")
     env = {"AWS_ENDPOINT_URL_S3": aws_endpoint, "AWS_REGION": "us-east-1"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from sinks.warehouse.base import StagedBatch, WarehouseError
 from sinks.warehouse.postgres import RetryPolicy, SqlWarehouse
 from streaming.config import WarehouseConfig
-from tests.sinks.warehouse.conftest import PgServer, read_ledger, read_target
+from tests.sinks.warehouse.conftest import PgServer, read_ledger, read_target, wait_for_lock_waiter
 from tests.sinks.warehouse.data import (
     Row,
     apply_batches,
@@ -199,27 +201,51 @@ def test_dropped_connection_after_staging_reconnects_and_lands_once(
     assert backend.ledger() == [("engagement", 1, len(rows))]
 
 
-def test_serialization_failures_are_retried_within_bounds(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch
+def test_serialization_failures_are_retried_until_max_outage_then_fail_clearly(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     rows = make_rows(1)
     batch = backend.stage("engagement", 1, [rows])
-    wh = backend.make(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0))
+    budget = timedelta(seconds=0.6)
+    wh = backend.make(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_outage=budget))
     injected = backend.serialization_error()
     attempts = []
 
     def conflict(cur: Any) -> None:
-        attempts.append(1)
+        attempts.append(time.monotonic())
         raise injected
 
     after_staging(monkeypatch, wh, conflict)
-    with pytest.raises(WarehouseError, match="after 3 attempts") as failure:
+    with caplog.at_level(logging.WARNING), pytest.raises(WarehouseError, match="gave up after") as failure:
         wh.load_batch(batch)
 
-    assert len(attempts) == 3
+    assert len(attempts) >= 3
+    assert attempts[-1] - attempts[0] < budget.total_seconds()  # no attempt starts past the budget
+    assert "warehouse.max_outage is 0.6 s" in str(failure.value)
     assert failure.value.__cause__ is injected
+    retries = [r.getMessage() for r in caplog.records if "left of warehouse.max_outage" in r.getMessage()]
+    assert len(retries) == len(attempts) - 1  # one line per failed attempt that is tried again
+    assert all("serialization" in line for line in retries)
     assert backend.target() == []
     assert backend.ledger() == []
+
+
+def test_other_operations_give_up_after_max_attempts(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh = backend.make(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0))
+    wh.committed("engagement")  # connected
+    injected = backend.serialization_error()
+    calls = []
+
+    def conflict(cur: Any) -> list[int]:
+        calls.append(1)
+        raise injected
+
+    with pytest.raises(WarehouseError, match="failed after 3 attempts") as failure:
+        wh._run("ledger read", conflict)
+    assert len(calls) == 3
+    assert failure.value.__cause__ is injected
 
 
 def test_two_writers_of_the_same_batch_apply_it_once(backend: Backend) -> None:
@@ -249,11 +275,14 @@ def test_two_writers_of_the_same_batch_apply_it_once(backend: Backend) -> None:
     assert backend.target() == as_tuples(apply_batches([rows]))
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_concurrent_writers_retry_serialization_failures_and_totals_are_exact(
     backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Both transactions stage, then both MERGE and write the ledger at once: one of them must fail to
-    serialize, be retried, and land; the target ends as if they had run one after the other."""
+    serialize, be retried, and land; the target ends as if they had run one after the other.
+
+    PostgreSQL only: Redshift loads lock the ledger first, so they take turns instead (next test)."""
     batches = {
         1: make_rows(1, contents=("c1", "c2"), seed=1),
         2: make_rows(2, contents=("c3", "c4"), seed=2),
@@ -296,6 +325,64 @@ def test_concurrent_writers_retry_serialization_failures_and_totals_are_exact(
     assert [b for _, b, _ in backend.ledger()] == [1, 2]
 
 
+@pytest.mark.parametrize("backend", ["redshift"], indirect=True)
+def test_concurrent_redshift_loads_take_turns_on_the_ledger_lock(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first load holds the ledger lock (paused after staging); the second waits on LOCK, not on a
+    serialization failure, and lands once the first commits."""
+    batches = {
+        1: make_rows(1, contents=("c1", "c2"), seed=1),
+        2: make_rows(2, contents=("c2", "c3"), seed=2),  # c2 rows: batch 2 replaces batch 1's
+    }
+    staged = {n: backend.stage("engagement", n, [rows]) for n, rows in batches.items()}
+    writers = {n: backend.make() for n in batches}
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(cur: Any) -> None:
+        holding.set()
+        assert release.wait(30)
+
+    after_staging(monkeypatch, writers[1], hold)
+    results: dict[int, bool] = {}
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            results[n] = writers[n].load_batch(staged[n])
+        except BaseException as e:
+            errors.append(e)
+
+    first = threading.Thread(target=write, args=(1,))
+    first.start()
+    assert holding.wait(30)
+    second = threading.Thread(target=write, args=(2,))
+    second.start()
+    assert wait_for_lock_waiter(backend.server), "the second load should wait on the ledger lock"
+    release.set()
+    for t in (first, second):
+        t.join(timeout=60)
+
+    assert errors == []
+    assert results == {1: True, 2: True}
+    assert backend.target() == as_tuples(apply_batches([batches[1], batches[2]]))
+    assert [b for _, b, _ in backend.ledger()] == [1, 2]
+
+
+def test_a_query_name_is_a_bound_value_not_an_identifier(backend: Backend) -> None:
+    """Backfill names its ledger rows ``backfill-<from>-<to>-<started>``: hyphens are fine in a value."""
+    name = "backfill-20261102T120000-20261102T121000-20261129T101500123456"
+    rows = make_rows(1)
+    wh = backend.make()
+
+    assert wh.load_batch(backend.stage(name, 0, [rows])) is True
+    assert wh.load_batch(backend.stage(name, 0, [rows])) is False
+
+    assert backend.ledger() == [(name, 0, len(rows))]
+    assert wh.committed(name) == [0]
+    assert backend.target() == as_tuples(apply_batches([rows]))
+
+
 def test_top_orders_content_by_each_metric(backend: Backend) -> None:
     rows = make_rows(1, contents=("c1", "c2", "c3", "c4", "c5"), seed=9)
     wh = backend.make()
@@ -327,5 +414,6 @@ def test_bad_identifier_in_config_is_a_clear_error(backend: Backend) -> None:
         open_warehouse(WarehouseConfig(url=f"{url}?schema=analytics;drop"))
     with pytest.raises(WarehouseError, match=r"invalid warehouse.table 'engagement-v2'"):
         backend.make(table="engagement-v2")
-    with pytest.raises(WarehouseError, match="invalid query name"):
-        backend.make().load_batch(StagedBatch("engagement; drop table x", 1, "/tmp/x"))
+    for name in ("", "engagement\x00", "q" * 257, "é" * 129):
+        with pytest.raises(WarehouseError, match="invalid query name"):
+            backend.make().load_batch(StagedBatch(name, 1, "/tmp/x"))

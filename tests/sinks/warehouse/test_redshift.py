@@ -8,13 +8,14 @@ loader that streams the manifest's files into the staging table over the same co
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 import redshift_connector
 
 from sinks.warehouse import open_warehouse, sql
-from sinks.warehouse.admin import expected_tables, redshift_table_problems
+from sinks.warehouse.admin import Isolation, expected_tables, isolation, redshift_table_problems
 from sinks.warehouse.base import StagedBatch, WarehouseError
 from sinks.warehouse.redshift import (
     MANIFEST_NAME,
@@ -33,6 +34,7 @@ from tests.sinks.warehouse.conftest import (
     PgServer,
     read_ledger,
     read_target,
+    wait_for_lock_waiter,
 )
 from tests.sinks.warehouse.data import apply_batches, as_tuples, make_rows, write_s3_batch
 from tests.sinks.warehouse.pgproxy import PgProxy, plain_version
@@ -171,6 +173,34 @@ def test_manifest_lists_each_file_with_its_length_and_staging_is_deleted_after_c
     assert read_target(postgres_server, schema) == as_tuples(apply_batches([rows]))
 
 
+def test_manifest_is_encrypted_like_the_staged_files_beside_it(
+    make_redshift: Any, s3_client: Any, bucket: str, arrow_s3: Any, aws_endpoint: str
+) -> None:
+    import boto3
+
+    key = boto3.client("kms", endpoint_url=aws_endpoint).create_key()["KeyMetadata"]["Arn"]
+    rows = make_rows(1)
+    batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [rows[:4], rows[4:]])
+    for uri in batch.files:  # as EMR's security configuration writes them: SSE-KMS with its key
+        _, path = uri.removeprefix("s3://").split("/", 1)
+        body = s3_client.get_object(Bucket=bucket, Key=path)["Body"].read()
+        s3_client.put_object(
+            Bucket=bucket, Key=path, Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=key
+        )
+    heads: list[dict[str, Any]] = []
+    loader = ManifestStreamLoader(s3_client, arrow_s3)
+
+    def copy(cur: Any, stage: str, manifest_url: str) -> None:
+        heads.append(s3_client.head_object(Bucket=bucket, Key=manifest_url.split("/", 3)[3]))
+        loader(cur, stage, manifest_url)
+
+    assert make_redshift(copier=copy).load_batch(batch) is True
+
+    [head] = heads
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)
+    assert _listing(s3_client, bucket, "staging/engagement/batch_id=1/") == []
+
+
 def _listing(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     return s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
 
@@ -306,6 +336,113 @@ def test_redshift_errors_are_classified_for_retry(fields: dict[str, str], reason
     assert wh._retry_reason(redshift_connector.ProgrammingError({"S": "ERROR", **fields})) == reason
     assert wh._retry_reason(redshift_connector.InterfaceError("network error on read")) == "disconnect"
     assert wh._retry_reason(ConnectionResetError()) == "disconnect"
+
+
+# ------------------------------------------------------------------------------ two writers, SNAPSHOT
+
+
+def _drop_primary_keys(server: PgServer, schema: str) -> None:
+    """Redshift declares primary keys but does not enforce them."""
+    with server.admin() as conn:
+        for table in ("content_engagement", "mediapulse_batches"):
+            conn.execute(f"ALTER TABLE {schema}.{table} DROP CONSTRAINT {table}_pkey")
+
+
+def _two_loads_of_one_batch(
+    first: RedshiftWarehouse, second: RedshiftWarehouse, batch: StagedBatch, server: PgServer, lock: bool
+) -> list[bool]:
+    """``first`` reads the ledger and stages, then pauses; ``second`` loads the same batch meanwhile;
+    then ``first`` goes on. With ``lock`` the second must be seen waiting on the ledger lock."""
+    holding, release = threading.Event(), threading.Event()
+    stage = first._stage
+
+    def stage_then_hold(cur: Any, staged: StagedBatch, prepared: Any) -> None:
+        stage(cur, staged, prepared)
+        holding.set()
+        assert release.wait(30)
+
+    first._stage = stage_then_hold  # type: ignore[method-assign]
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def load(wh: RedshiftWarehouse) -> None:
+        try:
+            results.append(wh.load_batch(batch))
+        except BaseException as e:
+            errors.append(e)
+
+    one = threading.Thread(target=load, args=(first,))
+    one.start()
+    assert holding.wait(30)
+    two = threading.Thread(target=load, args=(second,))
+    two.start()
+    if lock:
+        assert wait_for_lock_waiter(server), "the second load should wait on the ledger lock"
+    else:
+        two.join(timeout=60)  # nothing keeps it apart: it runs to its end
+    release.set()
+    for t in (one, two):
+        t.join(timeout=60)
+    assert errors == []
+    return results
+
+
+def test_under_snapshot_isolation_exactly_one_of_two_loads_of_a_batch_applies(
+    make_redshift: Any, s3_client: Any, bucket: str, postgres_server: PgServer, schema: str
+) -> None:
+    """Redshift's SNAPSHOT isolation, emulated: REPEATABLE READ sessions, no enforced keys."""
+    _drop_primary_keys(postgres_server, schema)
+    rows = make_rows(1, contents=("c1", "c2", "c3", "c4"))
+    batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [rows])
+    first, second = (make_redshift(isolation="repeatable read") for _ in range(2))
+
+    results = _two_loads_of_one_batch(first, second, batch, postgres_server, lock=True)
+
+    assert sorted(results) == [False, True]
+    assert read_ledger(postgres_server, schema) == [("engagement", 1, len(rows))]
+    assert read_target(postgres_server, schema) == as_tuples(apply_batches([rows]))
+
+
+def test_the_snapshot_emulation_shows_the_double_load_the_lock_prevents(
+    make_redshift: Any, s3_client: Any, bucket: str, postgres_server: PgServer, schema: str
+) -> None:
+    """The control: the same two loads without the ledger lock both commit (2 ledger rows, rows twice)."""
+    _drop_primary_keys(postgres_server, schema)
+    rows = make_rows(1, contents=("c1", "c2", "c3", "c4"))
+    batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [rows])
+    first, second = (make_redshift(isolation="repeatable read") for _ in range(2))
+    for wh in (first, second):
+        wh._serialize = lambda cur, batch: None  # type: ignore[method-assign]
+
+    results = _two_loads_of_one_batch(first, second, batch, postgres_server, lock=False)
+
+    assert results == [True, True]
+    assert read_ledger(postgres_server, schema) == [("engagement", 1, len(rows))] * 2
+    assert len(read_target(postgres_server, schema)) == 2 * len(rows)
+
+
+def test_check_reports_the_isolation_level_and_warns_on_snapshot(
+    make_redshift: Any, postgres_server: PgServer, schema: str
+) -> None:
+    """``stv_db_isolation_level`` is a Redshift system table: a look-alike in the test schema stands in."""
+    with postgres_server.admin() as conn:
+        conn.execute(
+            f"CREATE TABLE {schema}.stv_db_isolation_level (db_name char(128), isolation_level char(20))"
+        )
+        conn.execute(
+            f"INSERT INTO {schema}.stv_db_isolation_level VALUES ('dev', 'Serializable'), (%s, %s)",
+            (DATABASE, "Snapshot Isolation"),
+        )
+        conn.execute(f"GRANT SELECT ON {schema}.stv_db_isolation_level TO {TEST_ROLE}")
+    wh = make_redshift()
+
+    level = isolation(wh)
+
+    assert level.line == f"isolation level of database {DATABASE}: Snapshot Isolation"
+    assert level.warning is not None and "SNAPSHOT" in level.warning and "lock" in level.warning
+    with postgres_server.admin() as conn:
+        conn.execute(f"UPDATE {schema}.stv_db_isolation_level SET isolation_level = 'Serializable'")
+    assert isolation(wh) == Isolation(f"isolation level of database {DATABASE}: Serializable")
 
 
 # ---------------------------------------------------------------------------------- definitions check

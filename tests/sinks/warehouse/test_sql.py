@@ -19,7 +19,14 @@ TABLES = sql.Tables.of("analytics", "content_engagement", "mediapulse_batches")
 ROLE = "arn:aws:iam::123456789012:role/mediapulse-copy"
 
 
+# sqlglot has no grammar for Redshift's ``LOCK [TABLE] name [, …]``: that statement is checked by pattern.
+_LOCK = re.compile(r"^LOCK [a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
 def parse_redshift(statement: str) -> exp.Expression:
+    if statement.startswith("LOCK "):
+        assert _LOCK.match(statement), f"not a LOCK of one qualified table: {statement}"
+        return exp.Command(this="LOCK", expression=exp.Literal.string(statement[5:]))
     tree = sqlglot.parse_one(statement, read="redshift")
     assert not isinstance(tree, exp.Command), f"sqlglot fell back to an opaque command for: {statement}"
     return tree
@@ -88,6 +95,9 @@ def test_statements_sent_on_the_redshift_path_are_the_listed_ones(
         parse_redshift(statement)
     merges = [s for s in ours if s.startswith("MERGE")]
     assert merges and all(sql.lint_redshift_merge(m) == [] for m in merges)
+    after_begin = [ours[n + 1] for n, s in enumerate(ours) if s == sql.begin_sql("redshift")]
+    lock, delete_dim = f"LOCK {wh.ledger_table}", sql.replace_dim_sql(wh.tables.content_dim)[0]
+    assert after_begin == [lock, lock, lock, delete_dim]  # each of the 3 loads locks the ledger first
 
 
 def test_merge_has_the_form_redshift_accepts() -> None:
@@ -200,3 +210,28 @@ def test_top_rejects_unknown_orderings() -> None:
     with pytest.raises(WarehouseError, match="positive integer"):
         sql.top_sql(TABLES.table, "ctr", "10; drop table x")  # type: ignore[arg-type]
     assert sql.top_sql(TABLES.table, "ctr", 3).endswith("LIMIT 3")
+
+
+def test_redshift_loads_begin_plainly_and_postgres_loads_ask_for_serializable() -> None:
+    assert sql.begin_sql("redshift") == "BEGIN"  # the database's level applies whatever BEGIN says
+    assert sql.begin_sql("postgres") == "BEGIN ISOLATION LEVEL SERIALIZABLE"
+    assert sql.lock_sql(TABLES.ledger) == "LOCK analytics.mediapulse_batches"
+    with pytest.raises(WarehouseError, match="invalid identifier"):
+        sql.lock_sql("batches; drop table x")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["engagement", "backfill-20261101T000000-20261102T000000-20261129T101500123456", "café", "q" * 256],
+)
+def test_query_names_are_checked_as_values(name: str) -> None:
+    assert sql.validate_query_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("", "non-empty"), ("é" * 129, "longer than 256 bytes"), ("a\nb", "control characters")],
+)
+def test_query_names_that_do_not_fit_the_ledger_are_refused(name: str, problem: str) -> None:
+    with pytest.raises(WarehouseError, match=problem):
+        sql.validate_query_name(name)
