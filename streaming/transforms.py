@@ -47,15 +47,12 @@ def validated_records(raw: DataFrame, max_future_skew: timedelta, dedup_retentio
     """
     parsed = parse_events(raw, max_future_skew).transform(with_record_metrics)
     valid = F.size("reasons") == 0
-    # Invalid records never collapse: each gets a key of its own.
-    keyed = parsed.withColumn(
-        "_dedup_key", F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()")))
+    keyed = parsed.select(
+        *[F.when(~valid, F.col(name)).alias(name) if name == "raw" else name for name in parsed.columns],
+        # Invalid records never collapse: each gets a key of its own.
+        F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()"))).alias("_key"),
     )
-    return (
-        deduplicate(keyed, "ingest_time", dedup_retention, key="_dedup_key")
-        .withColumn("raw", F.when(~valid, F.col("raw")))
-        .select(*RECORD_SCHEMA.fieldNames())
-    )
+    return deduplicate(keyed, "ingest_time", dedup_retention, key="_key").select(*RECORD_SCHEMA.fieldNames())
 
 
 def engagement_from_events(
