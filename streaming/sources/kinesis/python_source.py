@@ -43,8 +43,11 @@ def _millis(seconds: float) -> str:
     return str(round(seconds * 1000))
 
 
-def source_options(cfg: SourceConfig) -> dict[str, str]:
-    """``SourceConfig`` -> this source's options (strings, as Spark passes them)."""
+def source_options(cfg: SourceConfig, latest_ms: int | None = None) -> dict[str, str]:
+    """``SourceConfig`` -> this source's options (strings, as Spark passes them).
+
+    ``latest_ms`` pins ``LATEST`` to that time (epoch milliseconds) instead of the first offset's.
+    """
     if not cfg.stream_name:
         raise KinesisSourceError("source.stream_name is required for the Kinesis source")
     if cfg.consumer_type != "polling":
@@ -69,6 +72,8 @@ def source_options(cfg: SourceConfig) -> dict[str, str]:
         options["endpointUrl"] = cfg.endpoint_url
     if cfg.starting_position == "AT_TIMESTAMP" and cfg.starting_timestamp:
         options["startingTimestampMs"] = str(timestamp_ms(cfg.starting_timestamp))
+    elif cfg.starting_position == "LATEST" and latest_ms is not None:
+        options["startingTimestampMs"] = str(latest_ms)
     return options
 
 
@@ -216,9 +221,11 @@ class KinesisDataSource(DataSource):
         return KinesisStreamReader(settings_from_options(self.options))
 
 
-def read_python(spark: SparkSession, cfg: SourceConfig) -> DataFrame:
-    """The stream through the Python source. Fails at once, naming it, if the stream does not exist."""
-    options = source_options(cfg)
+def read_python(spark: SparkSession, cfg: SourceConfig, latest_ms: int | None = None) -> DataFrame:
+    """The stream through the Python source. Fails at once, naming it, if the stream does not exist.
+
+    ``latest_ms`` pins ``LATEST`` (see :func:`source_options`)."""
+    options = source_options(cfg, latest_ms)
     StreamFetcher(settings_from_options(options)).list_shards(fresh=True)
     spark.dataSource.register(KinesisDataSource)
     return spark.readStream.format(SHORT_NAME).options(**options).load()

@@ -66,7 +66,7 @@ class FetchSettings:
     region: str | None = None
     endpoint_url: str | None = None
     starting_position: str = TRIM_HORIZON  # TRIM_HORIZON | LATEST | AT_TIMESTAMP
-    starting_timestamp_ms: int | None = None
+    starting_timestamp_ms: int | None = None  # AT_TIMESTAMP's time; LATEST's pinned time, if given
     max_records_per_trigger: int = 100_000
     max_fetch_time: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -283,15 +283,17 @@ class StreamFetcher:
     # ---------------------------------------------------------------------------------------- offsets
 
     def initial_offset(self) -> KinesisOffset:
-        """Every shard at the configured starting position; ``LATEST`` is pinned to the current time."""
+        """Every shard at the configured starting position. ``LATEST`` is pinned to the time the settings
+        give (the query's first start, see ``read_kinesis``), else to the current time."""
         shards = self.list_shards(fresh=True)
         position = self.settings.starting_position
+        pinned = self.settings.starting_timestamp_ms
         if position == TRIM_HORIZON:
             return KinesisOffset(self.settings.stream, {s.shard_id: TRIM_HORIZON for s in shards})
         if position == "LATEST":
-            timestamp_ms = int(self._wall() * 1000)
-        elif position == AT_TIMESTAMP and self.settings.starting_timestamp_ms is not None:
-            timestamp_ms = self.settings.starting_timestamp_ms
+            timestamp_ms = int(self._wall() * 1000) if pinned is None else pinned
+        elif position == AT_TIMESTAMP and pinned is not None:
+            timestamp_ms = pinned
         else:
             raise KinesisSourceError(f"unsupported starting position {position!r}")
         return KinesisOffset(self.settings.stream, {s.shard_id: AT_TIMESTAMP for s in shards}, timestamp_ms)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
@@ -229,3 +230,50 @@ def test_marker_of_a_checkpoint_without_offsets_is_replaced(
     read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
 
     assert (checkpoint / MARKER_FILE).read_text() == "python\n"
+
+
+def test_latest_survives_a_restart_before_the_first_commit(
+    spark: SparkSession,
+    kinesis_endpoint: str,
+    make_stream: Callable[[int], str],
+    source_config: Callable[..., SourceConfig],
+    tmp_path: Path,
+) -> None:
+    """The first attempt plans batch 0 from LATEST and fails before committing it; the restart replays
+    batch 0 from the same pinned time, so it reads exactly those records again (a time pinned anew would
+    start after them and find later records past the batch's end)."""
+    stream = make_stream(1)
+    before = events(40)  # sent before the query starts: LATEST skips them
+    send_lines(before, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    cfg = source_config(stream, starting_position="LATEST")
+    checkpoint = tmp_path / "checkpoint"
+    frame = read_kinesis(spark, cfg, str(checkpoint))
+    first = events(60, start=40)
+    send_lines(first, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    read_by_failed_attempt: list[str] = []
+
+    def fail_after_reading(batch: DataFrame, batch_id: int) -> None:
+        read_by_failed_attempt.extend(data_of([row.asDict() for row in batch.collect()]))
+        raise RuntimeError("the sink is down")
+
+    query = (
+        frame.writeStream.foreachBatch(fail_after_reading)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        with pytest.raises(StreamingQueryException, match="the sink is down"):
+            query.awaitTermination(120)
+    finally:
+        query.stop()
+    assert (checkpoint / "offsets" / "0").exists() and not (checkpoint / "commits" / "0").exists()
+    restarted = read_kinesis(spark, cfg, str(checkpoint))
+    later = events(30, start=100)  # records go on arriving
+    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+
+    batches = run_available_now(restarted, checkpoint)
+
+    assert read_by_failed_attempt == first
+    assert data_of(batches[0]) == first  # batch 0 again, exactly
+    assert set(data_of([row for batch in batches for row in batch])) <= set(first + later)
