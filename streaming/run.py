@@ -20,6 +20,7 @@ from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, pur
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
 from streaming.query import start_engagement, start_events, start_ingest
+from streaming.sources.kinesis.backlog import behind_latest
 from streaming.storage import path_exists
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,6 @@ def stop_signals(event: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _hit_admission_bound(queries: list[StreamingQuery], bound: int) -> bool:
-    """Whether any query's last data batch was cut at the source's per-trigger bound."""
-    for query in queries:
-        data = [p for p in query.recentProgress if p.numInputRows]
-        if data and data[-1].numInputRows >= bound:
-            return True
-    return False
-
-
 def run_pipeline(
     spark: SparkSession,
     cfg: AppConfig,
@@ -105,7 +97,7 @@ def run_pipeline(
     A failed query is restarted from its checkpoint with backoff, at most ``run.max_restarts_per_hour``
     times in any hour. The Python Kinesis source cannot split a backlog across an ``availableNow`` run on
     Spark 4.0, so it reads one bounded batch per run: the ingest run is repeated (from its checkpoint)
-    until a run reads less than ``source.max_records_per_trigger``.
+    while a shard is behind (see ``streaming.sources.kinesis.backlog``).
     """
     checkpoint_id = ensure_layout(spark, cfg.checkpoint.path)
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
@@ -128,11 +120,11 @@ def run_pipeline(
                     available_now
                     and cfg.source.kind == "kinesis"
                     and not stop.is_set()
-                    and _hit_admission_bound([run.queries[INGEST]], cfg.source.max_records_per_trigger)
+                    and behind_latest(cfg.source, run.queries[INGEST])
                 )
                 if not repeat:
                     break
-                log.info("a batch hit source.max_records_per_trigger: reading the rest of the backlog")
+                log.info("a Kinesis shard is behind: reading the rest of the backlog")
                 run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=True))
             if available_now and not stop.is_set():
                 run.drain(EVENTS, ENGAGEMENT)

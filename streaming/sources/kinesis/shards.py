@@ -79,6 +79,14 @@ def _returned_bytes(answer: Mapping[str, Any]) -> int:
     return sum(len(record["Data"]) for record in answer.get("Records", []))
 
 
+def _epoch_ms(arrival: Any) -> float:
+    """An arrival time as epoch milliseconds: epoch seconds (how this source's client leaves them) or a
+    ``datetime`` (botocore's default)."""
+    if isinstance(arrival, datetime):
+        return arrival.timestamp() * 1000
+    return float(arrival) * 1000
+
+
 @dataclass(frozen=True)
 class ShardInfo:
     shard_id: str
@@ -388,6 +396,50 @@ class StreamFetcher:
             for read in reads:
                 batches.extend(read.batches)
         return iter(batches)
+
+    def backlog(self, end: KinesisOffset, arrived_before: float) -> dict[str, str]:
+        """Shards that hold unread records after ``end`` which arrived before ``arrived_before`` (epoch
+        seconds), each with what shows it; one GetRecords call (``Limit`` 1) per shard not read to its end.
+
+        A shard is behind when its next record arrived before that time, or, when Kinesis answers with
+        no record, when ``MillisBehindLatest`` says the records ahead are older than that. Records that
+        arrived later are not a backlog of the run that started then, so a stream that is written all
+        the time still lets a drain end. Shards born after ``end`` count from their oldest record.
+        """
+        listing = {shard.shard_id for shard in self.list_shards(fresh=True)}
+        positions = {shard_id: end.shards.get(shard_id, TRIM_HORIZON) for shard_id in sorted(listing)}
+        todo = [s for s, position in positions.items() if position != SHARD_END]
+        if not todo:
+            return {}
+        cutoff_ms = arrived_before * 1000
+
+        def probe(shard_id: str) -> str | None:
+            iterator, _ = self._iterator(shard_id, positions[shard_id], end.start_timestamp_ms, verify=False)
+            if iterator is None:
+                return None
+            state = self._state(shard_id)
+            answer = self._call(
+                lambda: state.pacer.call(
+                    lambda: self.client.get_records(ShardIterator=iterator, Limit=1), _returned_bytes
+                ),
+                f"GetRecords {self._where(shard_id)}",
+            )
+            records = answer.get("Records", [])
+            if records:
+                early_ms = cutoff_ms - _epoch_ms(records[0]["ApproximateArrivalTimestamp"])
+                if early_ms > 0:
+                    return f"unread record {records[0]['SequenceNumber']} arrived {early_ms:.0f} ms before"
+                return None
+            if answer.get("NextShardIterator") is None:
+                return None  # a closed shard read to its end: its children hold the rest
+            behind_ms = answer.get("MillisBehindLatest", 0)
+            if behind_ms > self._wall() * 1000 - cutoff_ms:
+                return f"MillisBehindLatest {behind_ms}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(MAX_READ_THREADS, len(todo))) as pool:
+            found = dict(zip(todo, pool.map(probe, todo), strict=True))
+        return {shard_id: why for shard_id, why in found.items() if why is not None}
 
     def _fetch_shard(
         self,
