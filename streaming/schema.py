@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pyspark.sql import types as T
 
@@ -143,17 +143,109 @@ RECORD_SCHEMA = T.StructType(
     ]
 )
 
-# The content dimension (CSV or Parquet), read with this schema, never inferred.
-CONTENT_DIM_SCHEMA = T.StructType(
-    [
-        T.StructField("content_id", T.StringType(), False),
-        T.StructField("title", T.StringType(), True),
-        T.StructField("category", T.StringType(), True),
-        T.StructField("content_type", T.StringType(), True),
-        T.StructField("duration_s", T.IntegerType(), True),
-        T.StructField("publisher", T.StringType(), True),
-        T.StructField("published_at", T.TimestampType(), True),
-    ]
+# ------------------------------------------------------------------------------------------ tables
+# A table the pipeline reads or writes beyond the event log, defined once: its Spark and Arrow schemas, each
+# warehouse dialect's DDL (sinks.warehouse.sql), the docs and the test fixtures are derived from it.
+
+ColumnType = Literal["timestamp", "string", "bigint", "int", "double", "binary"]
+# What a column is for: windows and groups key the engagement rows, attributes come from the content
+# dimension, metrics and the sketch are aggregated, rates derived from metrics, batch columns stamped.
+Role = Literal["window", "group", "attribute", "metric", "sketch", "rate", "batch"]
+
+_COLUMN_SPARK_TYPES: dict[ColumnType, T.DataType] = {
+    "timestamp": T.TimestampType(),
+    "string": T.StringType(),
+    "bigint": T.LongType(),
+    "int": T.IntegerType(),
+    "double": T.DoubleType(),
+    "binary": T.BinaryType(),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    role: Role
+    doc: str
+    warehouse: bool = True  # False: kept in the lake only
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # columns that are never null; one row per key in the warehouse
+
+    def names(self, *roles: Role) -> tuple[str, ...]:
+        """Column names in table order, of the given roles only when any are given."""
+        return tuple(c.name for c in self.columns if not roles or c.role in roles)
+
+    def in_warehouse(self) -> Table:
+        """The columns the warehouse keeps."""
+        return Table(self.name, tuple(c for c in self.columns if c.warehouse), self.key)
+
+    def spark_schema(self) -> T.StructType:
+        return T.StructType(
+            [T.StructField(c.name, _COLUMN_SPARK_TYPES[c.type], c.name not in self.key) for c in self.columns]
+        )
+
+    def arrow_schema(self) -> Any:
+        """The Spark schema as Arrow sees it (timestamps in microseconds, UTC)."""
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        return to_arrow_schema(self.spark_schema())
+
+
+# The content dimension (CSV or Parquet), read with this schema, never inferred; the warehouse's content_dim.
+CONTENT_DIM = Table(
+    "content_dim",
+    (
+        Column("content_id", "string", "group", "the content item"),
+        Column("title", "string", "attribute", ""),
+        Column("category", "string", "attribute", ""),
+        Column("content_type", "string", "attribute", ""),
+        Column("duration_s", "int", "attribute", "length in seconds"),
+        Column("publisher", "string", "attribute", ""),
+        Column("published_at", "timestamp", "attribute", "the newest row of a content_id wins"),
+    ),
+    key=("content_id",),
+)
+CONTENT_DIM_SCHEMA = CONTENT_DIM.spark_schema()
+
+# Engagement per window, content, affiliate and platform: the lake's engagement table and, without the
+# sketch, the warehouse's target table (warehouse.table). A new metric is one Column here and its
+# expression in streaming.aggregate.
+ENGAGEMENT = Table(
+    "content_engagement",
+    (
+        Column("window_start", "timestamp", "window", "start of the event-time window (inclusive, UTC)"),
+        Column("window_end", "timestamp", "window", "end of the window (exclusive)"),
+        Column("content_id", "string", "group", "the content item"),
+        Column("affiliate_id", "string", "group", "the site or app that showed it"),
+        Column("platform", "string", "group", "the event's platform, lower-case"),
+        Column("title", "string", "attribute", "from the content dimension; null for unknown content"),
+        Column("category", "string", "attribute", "from the content dimension"),
+        Column("content_type", "string", "attribute", "from the content dimension"),
+        Column("impressions", "bigint", "metric", "`impression` events"),
+        Column("clicks", "bigint", "metric", "`click` events"),
+        Column("play_starts", "bigint", "metric", "`play_start` events"),
+        Column("completions", "bigint", "metric", "`complete` events"),
+        Column("watch_time_ms", "bigint", "metric", "sum of `watch_ms` of `progress` and `complete` events"),
+        Column("unique_viewers", "bigint", "metric", "distinct `user_id`s, estimated from the sketch"),
+        Column(
+            "viewers_sketch",
+            "binary",
+            "sketch",
+            "HLL sketch of `user_id`: windows merge with `hll_union_agg`",
+            warehouse=False,
+        ),
+        Column("ctr", "double", "rate", "clicks / impressions; null without impressions"),
+        Column("completion_rate", "double", "rate", "completions / play_starts; null without plays"),
+        Column("updated_at", "timestamp", "batch", "when the micro-batch that last wrote the row ran"),
+        Column("batch_id", "bigint", "batch", "that micro-batch's id"),
+    ),
+    key=("window_start", "content_id", "affiliate_id", "platform"),
 )
 
 
@@ -196,4 +288,18 @@ def events_markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{s.name}` | `{s.dataType.simpleString()}` |" for s in QUARANTINE_SCHEMA.fields]
+    lines += [
+        "",
+        "Engagement windows land in `<lake>/engagement/window_date=…/` and, but for the lake-only columns,",
+        f"in the warehouse table (`warehouse.table`, default `{ENGAGEMENT.name}`), one row per",
+        ", ".join(f"`{k}`" for k in ENGAGEMENT.key) + ":",
+        "",
+        "| column | Spark type | warehouse | meaning |",
+        "|---|---|---|---|",
+    ]
+    spark_types = {s.name: s.dataType.simpleString() for s in ENGAGEMENT.spark_schema().fields}
+    lines += [
+        f"| `{c.name}` | `{spark_types[c.name]}` | {'yes' if c.warehouse else 'no'} | {c.doc} |"
+        for c in ENGAGEMENT.columns
+    ]
     return "\n".join(lines) + "\n"
