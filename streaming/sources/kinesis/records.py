@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from aws_kinesis_agg import MAGIC
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 # The schema of the awslabs spark-sql-kinesis-connector ("aws-kinesis"); both implementations yield it.
@@ -23,15 +24,9 @@ KINESIS_SCHEMA = StructType(
     ]
 )
 
-ARROW_SCHEMA = pa.schema(
-    [
-        pa.field("data", pa.binary()),
-        pa.field("streamName", pa.string()),
-        pa.field("partitionKey", pa.string()),
-        pa.field("sequenceNumber", pa.string()),
-        pa.field("approximateArrivalTimestamp", pa.timestamp("us", tz="UTC")),
-    ]
-)
+# The same schema as the Python source's Arrow batches carry it (timestamps in microseconds, UTC).
+ARROW_SCHEMA = to_arrow_schema(KINESIS_SCHEMA)
+_ARRIVAL_TYPE = ARROW_SCHEMA.field("approximateArrivalTimestamp").type
 
 Record = Mapping[str, Any]  # one entry of GetRecords' "Records", as boto3 returns it
 UserRecords = list[tuple[str, bytes]] | None  # (partition key, data) of a KPL record; None: not aggregated
@@ -96,5 +91,5 @@ def _timestamps(values: list[Any]) -> pa.Array:
     """Arrival times as epoch seconds (how the source's client leaves them) or ``datetime`` objects."""
     if values and isinstance(values[0], int | float):
         micros = pc.round(pc.multiply(pa.array(values, pa.float64()), 1_000_000))
-        return micros.cast(pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return pa.array(values, pa.timestamp("us", tz="UTC"))
+        return micros.cast(pa.int64()).cast(_ARRIVAL_TYPE)
+    return pa.array(values, _ARRIVAL_TYPE)
