@@ -8,9 +8,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from streaming.config import spark_interval
-from streaming.schema import WATCHED_EVENT_TYPES
+from streaming.schema import ENGAGEMENT, WATCHED_EVENT_TYPES
 
-GROUP_KEYS = ("content_id", "affiliate_id", "platform")
+GROUP_KEYS = ENGAGEMENT.names("group")
+# What aggregate_engagement returns, in table order; add_rates and the batch stamp add the rest.
+AGGREGATE_COLUMNS = ENGAGEMENT.names("window", "group", "attribute", "metric", "sketch")
 
 
 def _count_of(event_type: str) -> Column:
@@ -29,34 +31,29 @@ def aggregate_engagement(events: DataFrame, window: timedelta, viewers_lg_k: int
     each micro-batch emits the full current values of the groups it touched.
     """
     watched = F.col("event_type").isin(*WATCHED_EVENT_TYPES)
+    # One expression per metric column of streaming.schema.ENGAGEMENT (unique_viewers is estimated below).
+    metrics = {
+        "impressions": _count_of("impression"),
+        "clicks": _count_of("click"),
+        "play_starts": _count_of("play_start"),
+        "completions": _count_of("complete"),
+        "watch_time_ms": F.coalesce(F.sum(F.when(watched, F.col("watch_ms"))), F.lit(0)),
+    }
     return (
         events.groupBy(F.window("event_time", spark_interval(window)).alias("window"), *GROUP_KEYS)
         .agg(
-            _count_of("impression").alias("impressions"),
-            _count_of("click").alias("clicks"),
-            _count_of("play_start").alias("play_starts"),
-            _count_of("complete").alias("completions"),
-            F.coalesce(F.sum(F.when(watched, F.col("watch_ms"))), F.lit(0)).alias("watch_time_ms"),
+            *(value.alias(name) for name, value in metrics.items()),
             F.hll_sketch_agg("user_id", viewers_lg_k).alias("viewers_sketch"),
-            F.max("title").alias("title"),
-            F.max("category").alias("category"),
-            F.max("content_type").alias("content_type"),
+            *(F.max(name).alias(name) for name in ENGAGEMENT.names("attribute")),
         )
-        .select(
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            *GROUP_KEYS,
-            "title",
-            "category",
-            "content_type",
-            "impressions",
-            "clicks",
-            "play_starts",
-            "completions",
-            "watch_time_ms",
-            F.hll_sketch_estimate("viewers_sketch").alias("unique_viewers"),
-            "viewers_sketch",
+        .withColumns(
+            {
+                "window_start": F.col("window.start"),
+                "window_end": F.col("window.end"),
+                "unique_viewers": F.hll_sketch_estimate("viewers_sketch"),
+            }
         )
+        .select(*AGGREGATE_COLUMNS)
     )
 
 

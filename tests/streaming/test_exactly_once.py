@@ -9,44 +9,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-from pyspark.sql import types as T
 
 from streaming.query import BatchWriter, engagement_sinks
 from streaming.run import run_pipeline
 from streaming.transforms import stamp
+from tests.engagement import engagement_row, engagement_schema
 from tests.pipeline import pipeline_config, warehouse_rows
 
 CHECKPOINT_ID = "c0ffee"
 DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
-AGGREGATE_SCHEMA = T.StructType(
-    [
-        T.StructField("window_start", T.TimestampType()),
-        T.StructField("window_end", T.TimestampType()),
-        *(T.StructField(n, T.StringType()) for n in ("content_id", "affiliate_id", "platform")),
-        *(T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")),
-        *(
-            T.StructField(n, T.LongType())
-            for n in (
-                "impressions",
-                "clicks",
-                "play_starts",
-                "completions",
-                "watch_time_ms",
-                "unique_viewers",
-            )
-        ),
-        T.StructField("ctr", T.DoubleType()),
-        T.StructField("completion_rate", T.DoubleType()),
-    ]
-)
-
+AGGREGATE_SCHEMA = engagement_schema("window", "group", "attribute", "metric", "rate")
 
 START = datetime(2026, 11, 1, 10, 0)
 END = START + timedelta(minutes=5)
-# window_start, window_end, content, affiliate, platform, title, category, content_type,
-# impressions, clicks, play_starts, completions, watch_time_ms, unique_viewers, ctr, completion_rate
-ROW_C1 = (START, END, "c1", "a1", "web", "T", "news", "video", 10, 2, 1, 0, 0, 7, 0.2, 0.0)  # fmt: skip
-ROW_C2 = (START, END, "c2", "a1", "ios", None, None, None, 4, 0, 0, 0, 0, 3, 0.0, None)  # fmt: skip
+WINDOW = {"window_start": START, "window_end": END, "affiliate_id": "a1"}
+C1 = dict(
+    WINDOW, content_id="c1", platform="web", title="T", category="news", content_type="video", impressions=10,
+    clicks=2, play_starts=1, unique_viewers=7, ctr=0.2, completion_rate=0.0,
+)  # fmt: skip
+C2 = {**WINDOW, "content_id": "c2", "platform": "ios", "impressions": 4, "unique_viewers": 3, "ctr": 0.0}
+ROW_C1, ROW_C2 = (engagement_row(AGGREGATE_SCHEMA, **values) for values in (C1, C2))
 
 
 def event(event_id: str, minute: int, event_type: str = "impression", content: str = "c1") -> str:
@@ -101,10 +83,9 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
-    row = ROW_C1
     lake_sink = engagement_sinks(cfg, CHECKPOINT_ID)[0]
-    lake_sink.write(stamp(spark.createDataFrame([row], AGGREGATE_SCHEMA), 3), 3)
-    replayed = (*row[:8], 11, *row[9:])
+    lake_sink.write(stamp(spark.createDataFrame([ROW_C1], AGGREGATE_SCHEMA), 3), 3)
+    replayed = engagement_row(AGGREGATE_SCHEMA, **{**C1, "impressions": 11})
     lake_sink.write(stamp(spark.createDataFrame([replayed], AGGREGATE_SCHEMA), 3), 3)
     assert [r.impressions for r in spark.read.parquet(f"{cfg.lake.path}/engagement").collect()] == [11]
 

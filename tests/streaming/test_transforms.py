@@ -9,6 +9,7 @@ from streaming.aggregate import add_rates, aggregate_engagement
 from streaming.dedup import deduplicate
 from streaming.enrich import enrich_with_content, latest_content
 from streaming.schema import CONTENT_DIM_SCHEMA
+from tests.engagement import engagement_row, engagement_schema
 
 EVENTS = T.StructType(
     [
@@ -25,33 +26,27 @@ EVENTS = T.StructType(
 ENRICHED = T.StructType(
     [*EVENTS.fields] + [T.StructField(n, T.StringType()) for n in ("title", "category", "content_type")]
 )
-AGGREGATES = T.StructType(
-    [
-        T.StructField("window_start", T.TimestampType()),
-        T.StructField("window_end", T.TimestampType()),
-        T.StructField("content_id", T.StringType()),
-        T.StructField("affiliate_id", T.StringType()),
-        T.StructField("platform", T.StringType()),
-        T.StructField("title", T.StringType()),
-        T.StructField("category", T.StringType()),
-        T.StructField("content_type", T.StringType()),
-        *[
-            T.StructField(n, T.LongType(), False)
-            for n in (
-                "impressions",
-                "clicks",
-                "play_starts",
-                "completions",
-                "watch_time_ms",
-                "unique_viewers",
-            )
-        ],
-    ]
-)
+AGGREGATES = engagement_schema("window", "group", "attribute", "metric")
 
 
 def t(minute: int, second: int = 0) -> datetime:
     return datetime(2026, 11, 1, 10, minute, second)
+
+
+def window_of_c1(minute: int, platform: str, **metrics: int) -> tuple:
+    """The 5-minute window of content c1, affiliate a1 (title T1, news, video) starting at ``minute``."""
+    return engagement_row(
+        AGGREGATES,
+        window_start=t(minute),
+        window_end=t(minute + 5),
+        content_id="c1",
+        affiliate_id="a1",
+        platform=platform,
+        title="T1",
+        category="news",
+        content_type="video",
+        **metrics,
+    )
 
 
 def test_deduplicate_keeps_one_row_per_event_id(spark):
@@ -112,9 +107,18 @@ def test_aggregate_counts_types_sums_watch_time_and_counts_viewers_per_window(sp
     events = spark.createDataFrame([(*r, "T1", "news", "video") for r in rows], ENRICHED)
     expected = spark.createDataFrame(
         [
-            (t(0), t(5), "c1", "a1", "web", "T1", "news", "video", 2, 1, 1, 1, 12_500, 2),
-            (t(5), t(10), "c1", "a1", "web", "T1", "news", "video", 1, 0, 0, 0, 0, 1),
-            (t(0), t(5), "c1", "a1", "ios", "T1", "news", "video", 1, 0, 0, 0, 0, 1),
+            window_of_c1(
+                0,
+                "web",
+                impressions=2,
+                clicks=1,
+                play_starts=1,
+                completions=1,
+                watch_time_ms=12_500,
+                unique_viewers=2,
+            ),
+            window_of_c1(5, "web", impressions=1, unique_viewers=1),
+            window_of_c1(0, "ios", impressions=1, unique_viewers=1),
         ],
         AGGREGATES,
     )
@@ -123,10 +127,13 @@ def test_aggregate_counts_types_sums_watch_time_and_counts_viewers_per_window(sp
 
 
 def test_rates_are_null_when_the_denominator_is_zero(spark):
+    window = {"window_start": t(0), "window_end": t(5), "affiliate_id": "a1", "platform": "web"}
     aggregates = spark.createDataFrame(
         [
-            (t(0), t(5), "c1", "a1", "web", None, None, None, 4, 1, 0, 0, 0, 1),
-            (t(0), t(5), "c2", "a1", "web", None, None, None, 0, 0, 4, 3, 0, 1),
+            engagement_row(AGGREGATES, **window, content_id="c1", impressions=4, clicks=1, unique_viewers=1),
+            engagement_row(
+                AGGREGATES, **window, content_id="c2", play_starts=4, completions=3, unique_viewers=1
+            ),
         ],
         AGGREGATES,
     )
