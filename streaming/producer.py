@@ -2,8 +2,9 @@
 
 ``send_lines`` batches PutRecords calls within the API limits (500 records, 5 MiB per call, 1 MiB per
 record), keys each record by the event's ``user_id`` (else ``session_id``, else a hash of the line) so a
-viewer's events stay in order on one shard, re-sends only the entries Kinesis rejected (with bounded
-backoff), optionally holds a rate in records per second, and shows progress on stderr.
+viewer's events stay in order on one shard, re-sends only the entries Kinesis rejected (with capped,
+fully jittered backoff: :mod:`streaming.retry`), optionally holds a rate in records per second, and shows
+progress on stderr.
 ``create_stream`` creates a stream (or finds it) and waits until it is ACTIVE.
 
 Also a small command line for scripts: ``python -m streaming.producer create-stream NAME --shards 4``.
@@ -15,7 +16,6 @@ import argparse
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tenacity import retry_if_result
+
+from streaming.retry import retrying
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ def batch_entries(
 
 
 class _Sender:
-    """One PutRecords batch at a time, re-sending only the rejected entries with backoff."""
+    """One PutRecords batch at a time, re-sending only the rejected entries with backoff (full jitter)."""
 
     def __init__(
         self,
@@ -138,16 +141,19 @@ class _Sender:
         self.retried = 0
         self.per_shard: dict[str, int] = {}
 
-    def _backoff(self, attempt: int) -> None:
-        self.sleep(random.random() * min(self.max_delay, self.base_delay * 2**attempt))
-
     def send(self, batch: Sequence[dict[str, Any]]) -> None:
+        """Put ``batch`` in at most ``max_attempts`` calls; each call after the first re-sends what Kinesis
+        rejected (every entry, when it throttled or failed the whole call)."""
         pending = list(batch)
         last_errors: dict[str, int] = {}
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self._backoff(attempt - 1)
+        attempts = 0
+
+        def put() -> list[dict[str, Any]]:
+            """One call with the pending entries; returns those still rejected."""
+            nonlocal pending, last_errors, attempts
+            if attempts:
                 self.retried += len(pending)
+            attempts += 1
             self.calls += 1
             try:
                 answer = self.client.put_records(StreamName=self.stream, Records=pending)
@@ -156,7 +162,7 @@ class _Sender:
                 if code not in _RETRYABLE_CALL_ERRORS:
                     raise ProducerError(f"PutRecords on stream {self.stream!r} failed: {e}") from e
                 last_errors = {code: len(pending)}
-                continue
+                return pending
             failed: list[dict[str, Any]] = []
             last_errors = {}
             for entry, result in zip(pending, answer["Records"], strict=True):
@@ -166,16 +172,26 @@ class _Sender:
                 else:
                     shard = result.get("ShardId", "?")
                     self.per_shard[shard] = self.per_shard.get(shard, 0) + 1
-            if not failed:
-                return
-            logger.debug(
-                "PutRecords %s: %d of %d rejected %s", self.stream, len(failed), len(pending), last_errors
-            )
+            if failed:
+                logger.debug(
+                    "PutRecords %s: %d of %d rejected %s", self.stream, len(failed), len(pending), last_errors
+                )
             pending = failed
-        raise ProducerError(
-            f"{len(pending)} records were still rejected by stream {self.stream!r} after {self.max_attempts} "
-            f"attempts: {last_errors}"
+            return failed
+
+        calls = retrying(
+            attempts=self.max_attempts,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+            retry=retry_if_result(bool),
+            sleep=self.sleep,
         )
+        rejected = calls(put)
+        if rejected:
+            raise ProducerError(
+                f"{len(rejected)} records were still rejected by stream {self.stream!r} after "
+                f"{self.max_attempts} attempts: {last_errors}"
+            )
 
 
 def send_lines(

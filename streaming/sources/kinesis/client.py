@@ -1,4 +1,5 @@
-"""The boto3 side of the Python Kinesis source: client, retries with backoff, per-shard pacing."""
+"""The boto3 side of the Python Kinesis source: client, retries with backoff (:mod:`streaming.retry`),
+per-shard pacing."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from tenacity import RetryCallState, retry_if_exception
 
+from streaming.retry import FullJitter, retrying
 from streaming.sources.kinesis.errors import KinesisSourceError, KinesisThrottledError
 
 logger = logging.getLogger(__name__)
@@ -70,14 +73,24 @@ def make_client(endpoint_url: str | None, region: str | None, max_pool_connectio
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: attempt ``n`` waits ``U(0, min(max, base * 2**n))``."""
+    """Exponential backoff with full jitter: retry ``n`` (from 0) waits ``U(0, min(max, base * 2**n))``."""
 
     max_retries: int = 8
     base_delay: float = 0.2
     max_delay: float = 5.0
 
     def delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
-        return draw() * min(self.max_delay, self.base_delay * (2**attempt))
+        return FullJitter(self.base_delay, self.max_delay, draw).delay(attempt)
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, ClientError):
+        return error_code(error) in THROTTLING_ERRORS | TRANSIENT_ERRORS
+    return isinstance(error, _CONNECTION_ERRORS)
+
+
+def _reason(error: BaseException | None) -> str:
+    return error_code(error) if isinstance(error, ClientError) else type(error).__name__
 
 
 def call_with_retries(
@@ -93,30 +106,36 @@ def call_with_retries(
     Raises :class:`KinesisThrottledError` when throttling outlasts the retries, :class:`KinesisSourceError`
     for a transient failure that does; any other error propagates unchanged.
     """
-    attempt = 0
-    while True:
-        try:
-            return operation()
-        except ClientError as e:
-            code = error_code(e)
-            if code not in THROTTLING_ERRORS and code not in TRANSIENT_ERRORS:
-                raise
-            if attempt >= policy.max_retries:
-                if code in THROTTLING_ERRORS:
-                    raise KinesisThrottledError(
-                        f"{what}: still throttled by Kinesis ({code}) after {attempt} retries; "
-                        "another consumer may be reading the same shards, or raise source.max_retries"
-                    ) from e
-                raise KinesisSourceError(f"{what}: {code} after {attempt} retries") from e
-            reason = code
-        except _CONNECTION_ERRORS as e:
-            if attempt >= policy.max_retries:
-                raise KinesisSourceError(f"{what}: {e} after {attempt} retries") from e
-            reason = type(e).__name__
-        delay = policy.delay(attempt, draw)
-        logger.debug("%s: %s, retry %d in %.3f s", what, reason, attempt + 1, delay)
-        sleep(delay)
-        attempt += 1
+
+    def log_retry(state: RetryCallState) -> None:
+        assert state.outcome is not None and state.next_action is not None
+        reason = _reason(state.outcome.exception())
+        logger.debug(
+            "%s: %s, retry %d in %.3f s", what, reason, state.attempt_number, state.next_action.sleep
+        )
+
+    calls = retrying(
+        attempts=policy.max_retries + 1,
+        base_delay=policy.base_delay,
+        max_delay=policy.max_delay,
+        retry=retry_if_exception(_retryable),
+        sleep=sleep,
+        draw=draw,
+        before_sleep=log_retry,
+    )
+    try:
+        return calls(operation)
+    except (ClientError, *_CONNECTION_ERRORS) as e:
+        if not _retryable(e):
+            raise
+        retries = policy.max_retries
+        if isinstance(e, ClientError) and error_code(e) in THROTTLING_ERRORS:
+            raise KinesisThrottledError(
+                f"{what}: still throttled by Kinesis ({error_code(e)}) after {retries} retries; "
+                "another consumer may be reading the same shards, or raise source.max_retries"
+            ) from e
+        detail = error_code(e) if isinstance(e, ClientError) else e
+        raise KinesisSourceError(f"{what}: {detail} after {retries} retries") from e
 
 
 class ShardPacer:
