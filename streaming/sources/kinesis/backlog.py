@@ -53,9 +53,10 @@ def behind_latest(
     run's last batch began (``MillisBehindLatest`` > 0, seen from that batch's end offset).
 
     ``False`` when the run read nothing (it found the stream drained, or cannot move: repeating it would
-    not help) and for the connector, which drains a backlog under ``availableNow`` by itself. Records
-    that arrived after the batch began are left to the next run of the app, so a drain of a stream that
-    is written all the time ends.
+    not help). Records that arrived after the batch began are left to the next run of the app, so a
+    drain of a stream that is written all the time ends. The connector's offsets are not this source's:
+    for it, a run is taken to have stopped short when its last batch read ``max_records_per_trigger``
+    rows or more (its bound per shard).
     """
     batches = [progress for progress in query.recentProgress if progress.numInputRows]
     if not batches:
@@ -63,7 +64,7 @@ def behind_latest(
     last = batches[-1]
     end = _end_offset(last.sources[0]) if last.sources else None
     if end is None:
-        return False
+        return last.numInputRows >= cfg.max_records_per_trigger
     began = datetime.fromisoformat(last.timestamp).timestamp()
     # The run's reader may have polled every shard in its last second (a read-ahead polls until the
     # query stops): a second's pause keeps the probe out of that second's GetRecords quota.
