@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -42,13 +41,7 @@ def _end_offset(source: SourceProgress) -> dict[str, Any] | None:
     return end if isinstance(end, dict) and end.get("version") == OFFSET_VERSION else None
 
 
-def behind_latest(
-    cfg: SourceConfig,
-    query: StreamingQuery,
-    *,
-    fetcher: StreamFetcher | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> bool:
+def behind_latest(cfg: SourceConfig, query: StreamingQuery) -> bool:
     """Whether any shard holds records the finished run ``query`` left unread that arrived before the
     run's last batch began (``MillisBehindLatest`` > 0, seen from that batch's end offset).
 
@@ -68,8 +61,8 @@ def behind_latest(
     began = datetime.fromisoformat(last.timestamp).timestamp()
     # The run's reader may have polled every shard in its last second (a read-ahead polls until the
     # query stops): a second's pause keeps the probe out of that second's GetRecords quota.
-    sleep(QUOTA_WINDOW)
-    fetcher = fetcher or StreamFetcher(settings_from_options(source_options(cfg)))
+    time.sleep(QUOTA_WINDOW)
+    fetcher = StreamFetcher(settings_from_options(source_options(cfg)))
     behind = fetcher.backlog(KinesisOffset.from_dict(end, stream=cfg.stream_name), began)
     for shard_id, why in sorted(behind.items()):
         logger.info("kinesis %s: shard %s is behind: %s", cfg.stream_name, shard_id, why)
