@@ -270,36 +270,39 @@ def events_markdown() -> str:
         lines.append(f"| `{f.name}` | {f.type_doc} | {required} | {f.rule} |")
     lines += ["", "## Quarantine reason codes", "", "| code | meaning |", "|---|---|"]
     lines += [f"| `{code}` | {meaning} |" for code, meaning in REASON_CODES.items()]
-    lines += [
-        "",
-        "## Stored forms",
-        "",
+    lines += ["", "## Stored forms"]
+    lines += _stored_form(
         "Valid events land in `<lake>/events/event_date=…/event_hour=…/` with this schema:",
-        "",
-        "| column | Spark type |",
-        "|---|---|",
-    ]
-    lines += [f"| `{s.name}` | `{s.dataType.simpleString()}` |" for s in EVENT_SCHEMA.fields]
-    lines += [
-        "",
+        ("column", "Spark type"),
+        [(f"`{s.name}`", f"`{s.dataType.simpleString()}`") for s in EVENT_SCHEMA.fields],
+    )
+    lines += _stored_form(
         "Quarantined records land in `<lake>/quarantine/ingest_date=…/` with this schema:",
-        "",
-        "| column | Spark type |",
-        "|---|---|",
-    ]
-    lines += [f"| `{s.name}` | `{s.dataType.simpleString()}` |" for s in QUARANTINE_SCHEMA.fields]
-    lines += [
-        "",
-        "Engagement windows land in `<lake>/engagement/window_date=…/` and, but for the lake-only columns,",
-        f"in the warehouse table (`warehouse.table`, default `{ENGAGEMENT.name}`), one row per",
-        ", ".join(f"`{k}`" for k in ENGAGEMENT.key) + ":",
-        "",
-        "| column | Spark type | warehouse | meaning |",
-        "|---|---|---|---|",
-    ]
+        ("column", "Spark type"),
+        [(f"`{s.name}`", f"`{s.dataType.simpleString()}`") for s in QUARANTINE_SCHEMA.fields],
+    )
     spark_types = {s.name: s.dataType.simpleString() for s in ENGAGEMENT.spark_schema().fields}
-    lines += [
-        f"| `{c.name}` | `{spark_types[c.name]}` | {'yes' if c.warehouse else 'no'} | {c.doc} |"
-        for c in ENGAGEMENT.columns
-    ]
+    lines += _stored_form(
+        "Engagement windows land in `<lake>/engagement/window_date=…/` and, but for the lake-only columns,\n"
+        f"in the warehouse table (`warehouse.table`, default `{ENGAGEMENT.name}`), one row per\n"
+        + ", ".join(f"`{k}`" for k in ENGAGEMENT.key)
+        + ":",
+        ("column", "Spark type", "warehouse", "meaning"),
+        [
+            (f"`{c.name}`", f"`{spark_types[c.name]}`", "yes" if c.warehouse else "no", c.doc)
+            for c in ENGAGEMENT.columns
+        ],
+    )
     return "\n".join(lines) + "\n"
+
+
+def _stored_form(where: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A paragraph saying where a table lands, then its columns as a Markdown table."""
+    return [
+        "",
+        where,
+        "",
+        f"| {' | '.join(headers)} |",
+        "|" + "---|" * len(headers),
+        *(f"| {' | '.join(row)} |" for row in rows),
+    ]
