@@ -1,4 +1,4 @@
-"""The warehouse interface: one load protocol, several backends.
+"""The warehouse interface: one load protocol (:mod:`sinks.warehouse.protocol`), several backends.
 
 Every backend applies a staged batch the same way, in ONE transaction:
 
@@ -10,39 +10,29 @@ Every backend applies a staged batch the same way, in ONE transaction:
 5. commit.
 
 A replayed batch is therefore a no-op, and a crash anywhere before commit leaves nothing half-applied.
+
+The target's columns are those of :data:`streaming.schema.ENGAGEMENT` the warehouse keeps; every name
+below is derived from that one definition.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
-# (name, logical type) in table order. Logical types map to each backend's SQL types.
-ColumnType = Literal["timestamp", "string", "bigint", "double"]
-ENGAGEMENT_COLUMNS: tuple[tuple[str, ColumnType], ...] = (
-    ("window_start", "timestamp"),
-    ("window_end", "timestamp"),
-    ("content_id", "string"),
-    ("affiliate_id", "string"),
-    ("platform", "string"),
-    ("title", "string"),
-    ("category", "string"),
-    ("content_type", "string"),
-    ("impressions", "bigint"),
-    ("clicks", "bigint"),
-    ("play_starts", "bigint"),
-    ("completions", "bigint"),
-    ("watch_time_ms", "bigint"),
-    ("unique_viewers", "bigint"),
-    ("ctr", "double"),
-    ("completion_rate", "double"),
-    ("updated_at", "timestamp"),
-    ("batch_id", "bigint"),
-)
-KEY: tuple[str, ...] = ("window_start", "content_id", "affiliate_id", "platform")
-COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in ENGAGEMENT_COLUMNS)
+from streaming.schema import ENGAGEMENT, ColumnType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# The target table: (name, logical type) in table order; each dialect maps the logical types.
+TARGET = ENGAGEMENT.in_warehouse()
+ENGAGEMENT_COLUMNS: tuple[tuple[str, ColumnType], ...] = tuple((c.name, c.type) for c in TARGET.columns)
+KEY: tuple[str, ...] = TARGET.key
+COLUMN_NAMES: tuple[str, ...] = TARGET.names()
 
 # What `mediapulse top --by X` orders by.
 TOP_ORDERINGS: dict[str, str] = {
@@ -103,6 +93,14 @@ class TopRow:
     completion_rate: float | None
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """The isolation level loads run at, as one line, and a warning when it lets two loads both commit."""
+
+    line: str
+    warning: str | None = None
+
+
 class Warehouse(ABC):
     """A warehouse backend. Use as a context manager; ``close`` releases the connection."""
 
@@ -128,8 +126,27 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # --- administration (`mediapulse warehouse …`): a backend without it refuses by name ------------
+
+    def sync_content_dim(self, read: Callable[[], pa.Table]) -> int:
+        """Replace the content dimension with the table ``read()`` returns, in one transaction; returns
+        its row count. ``read`` is called only once the backend has accepted the operation."""
+        raise _unsupported("sync-dimensions")
+
+    def check(self) -> list[str]:
+        """Differences between the expected and the actual table definitions (empty when all match)."""
+        raise _unsupported("check")
+
+    def isolation(self) -> Isolation:
+        """The isolation level loads run at (and a warning where it is too weak)."""
+        raise _unsupported("check")
+
     def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _unsupported(command: str) -> WarehouseError:
+    return WarehouseError(f"{command} supports postgresql:// and redshift:// warehouses")

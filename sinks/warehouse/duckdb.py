@@ -1,35 +1,28 @@
-"""Embedded DuckDB warehouse (``duckdb:///path/to/file.duckdb``): the local default."""
+"""Embedded DuckDB warehouse (``duckdb:///path/to/file.duckdb``): the local default.
+
+The load protocol of :mod:`sinks.warehouse.protocol` in DuckDB's dialect; DuckDB fills the staging table
+by reading the staged Parquet files itself. One process writes a DuckDB file at a time, so loads need no
+lock of their own, and an embedded engine has no connection to lose: nothing is retried.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
 import duckdb
 
-from sinks.warehouse.base import (
-    COLUMN_NAMES,
-    ENGAGEMENT_COLUMNS,
-    KEY,
-    TOP_ORDERINGS,
-    StagedBatch,
-    TopRow,
-    Warehouse,
-    WarehouseError,
-    WarehouseMissingError,
-    validate_identifier,
-)
+from sinks.warehouse import sql
+from sinks.warehouse.base import StagedBatch, WarehouseError, WarehouseMissingError
+from sinks.warehouse.protocol import SqlWarehouse
+from sinks.warehouse.staging import local_path
 
 log = logging.getLogger(__name__)
 
-_TYPES = {"timestamp": "TIMESTAMP", "string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
-
-
-def _local_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return parsed.path if parsed.scheme == "file" else uri
+_FORMAT_MARKERS = re.compile(r"%[s%]")
 
 
 def _connect_read_only(path: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
@@ -50,12 +43,47 @@ def _connect_read_only(path: str, lock_wait: float) -> duckdb.DuckDBPyConnection
             raise WarehouseError(f"cannot open DuckDB warehouse {path} read-only: {e}") from e
 
 
-class DuckDBWarehouse(Warehouse):
+class _Session:
+    """A DuckDB connection as the protocol drives a DB-API one.
+
+    Its cursor is the connection itself: a DuckDB cursor is a connection of its own, which would not see
+    the load's temporary tables nor the session's time zone. Parameters come in the protocol's ``%s``
+    style and go to DuckDB as ``?``. Outside ``BEGIN … COMMIT`` every statement commits by itself, as on
+    an autocommit DB-API connection.
+    """
+
+    autocommit = True
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self._conn = conn
+
+    def cursor(self) -> _Session:
+        return self
+
+    def execute(self, statement: str, params: Any = None) -> _Session:
+        if params is not None:
+            statement = _FORMAT_MARKERS.sub(lambda m: "?" if m[0] == "%s" else "%", statement)
+        self._conn.execute(statement, params)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._conn.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._conn.fetchall()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class DuckDBWarehouse(SqlWarehouse):
     """One DuckDB file. Writers create it and its tables; readers (``read_only``) create nothing.
 
     DuckDB lets one process write a file at a time; the pipeline holds it only while it loads a batch,
     so a reader waits up to ``lock_wait`` seconds for that load to finish.
     """
+
+    dialect: sql.Dialect = "duckdb"
 
     def __init__(
         self,
@@ -66,23 +94,18 @@ class DuckDBWarehouse(Warehouse):
         read_only: bool = False,
         lock_wait: float = 30.0,
     ):
-        self.table = validate_identifier(table, "warehouse.table")
-        self.ledger_table = validate_identifier(ledger_table, "warehouse.ledger_table")
+        super().__init__(sql.Tables.in_default_schema(table, ledger_table))
         self.path = path
-        if read_only:
-            if path == ":memory:" or not Path(path).is_file():
-                raise WarehouseMissingError(f"no DuckDB warehouse file at {Path(path).absolute()}")
-            self.conn = _connect_read_only(path, lock_wait)
-            self.conn.execute("SET TimeZone = 'UTC'")
-            return
-        if path != ":memory:":
+        self.location = f"DuckDB warehouse {path}"
+        self.read_only = read_only
+        self.lock_wait = lock_wait
+        if read_only and (path == ":memory:" or not Path(path).is_file()):
+            raise WarehouseMissingError(f"no DuckDB warehouse file at {Path(path).absolute()}")
+        if not read_only and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = duckdb.connect(path)
-        except duckdb.Error as e:
-            raise WarehouseError(f"cannot open DuckDB warehouse {path}: {e}") from e
-        self.conn.execute("SET TimeZone = 'UTC'")
-        self.init()
+        self._cursor()  # open now: a writer holds the file until close
+        if not read_only:
+            self.init()
 
     @classmethod
     def from_config(cls, cfg, *, read_only: bool = False) -> DuckDBWarehouse:  # cfg: WarehouseConfig
@@ -95,87 +118,20 @@ class DuckDBWarehouse(Warehouse):
             )
         return cls(path, cfg.table, cfg.ledger_table, read_only=read_only)
 
-    def init(self) -> None:
-        columns = ", ".join(f"{name} {_TYPES[kind]}" for name, kind in ENGAGEMENT_COLUMNS)
-        self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.table} ({columns}, PRIMARY KEY ({', '.join(KEY)}))"
-        )
-        self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.ledger_table} (query_name VARCHAR, batch_id BIGINT, "
-            "rows BIGINT, committed_at TIMESTAMP, PRIMARY KEY (query_name, batch_id))"
-        )
-
-    def load_batch(self, batch: StagedBatch) -> bool:
-        conn = self.conn
-        conn.execute("BEGIN TRANSACTION")
+    def _connect(self) -> _Session:
+        if self.read_only:
+            return _Session(_connect_read_only(self.path, self.lock_wait))
         try:
-            done = conn.execute(
-                f"SELECT 1 FROM {self.ledger_table} WHERE query_name = ? AND batch_id = ?",
-                [batch.query, batch.batch_id],
-            ).fetchone()
-            if done:
-                conn.execute("ROLLBACK")
-                return False
-            columns = ", ".join(COLUMN_NAMES)
-            files = [_local_path(f) for f in batch.files]
-            conn.execute("CREATE OR REPLACE TEMP TABLE mp_stage AS SELECT * FROM " + self._source(files))
-            on = " AND ".join(f"t.{k} = s.{k}" for k in KEY)
-            updates = ", ".join(f"{c} = s.{c}" for c in COLUMN_NAMES if c not in KEY)
-            values = ", ".join(f"s.{c}" for c in COLUMN_NAMES)
-            conn.execute(
-                f"MERGE INTO {self.table} AS t USING mp_stage AS s ON {on} "
-                f"WHEN MATCHED THEN UPDATE SET {updates} "
-                f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
-            )
-            rows = conn.execute("SELECT count(*) FROM mp_stage").fetchone()[0]
-            conn.execute(
-                f"INSERT INTO {self.ledger_table} VALUES (?, ?, ?, now()::TIMESTAMP)",
-                [batch.query, batch.batch_id, rows],
-            )
-            conn.execute("DROP TABLE mp_stage")
-            conn.execute("COMMIT")
-            return True
+            return _Session(duckdb.connect(self.path))
         except duckdb.Error as e:
-            conn.execute("ROLLBACK")
-            raise WarehouseError(f"DuckDB load of {batch.query} batch {batch.batch_id} failed: {e}") from e
+            raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {e}") from e
 
-    @staticmethod
-    def _source(files: list[str]) -> str:
-        casts = ", ".join(f"CAST({name} AS {_TYPES[kind]}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS)
-        if not files:
-            empty = ", ".join(f"CAST(NULL AS {_TYPES[kind]}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS)
-            return f"(SELECT {empty} WHERE false)"
-        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        return f"(SELECT {casts} FROM read_parquet([{listed}]))"
+    def _retry_reason(self, error: BaseException) -> str | None:
+        return None
 
-    def committed(self, query: str) -> list[int]:
-        rows = self.conn.execute(
-            f"SELECT batch_id FROM {self.ledger_table} WHERE query_name = ? ORDER BY batch_id", [query]
-        ).fetchall()
-        return [r[0] for r in rows]
+    def _is_missing_table(self, error: BaseException) -> bool:
+        return isinstance(error, duckdb.CatalogException)
 
-    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        if by not in TOP_ORDERINGS:
-            raise WarehouseError(f"cannot order by {by!r}: choose one of {', '.join(TOP_ORDERINGS)}")
-        try:
-            rows = self.conn.execute(
-                f"""
-                SELECT content_id, max(title), sum(impressions), sum(clicks), sum(play_starts),
-                       sum(completions), sum(watch_time_ms), sum(unique_viewers),
-                       CAST(sum(clicks) AS DOUBLE) / NULLIF(sum(impressions), 0),
-                       CAST(sum(completions) AS DOUBLE) / NULLIF(sum(play_starts), 0)
-                FROM {self.table}
-                GROUP BY content_id
-                ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id
-                LIMIT ?
-                """,
-                [int(limit)],
-            ).fetchall()
-        except duckdb.CatalogException as e:
-            raise WarehouseMissingError(f"DuckDB warehouse {self.path} has no table {self.table}") from e
-        except duckdb.Error as e:
-            raise WarehouseError(f"top content from DuckDB warehouse {self.path} failed: {e}") from e
-        return [TopRow(*row) for row in rows]
-
-    def close(self) -> None:
-        self.conn.close()
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
+        if batch.files:  # an empty batch: nothing to read, the MERGE is a no-op, the ledger row counts
+            cur.execute(sql.insert_parquet_sql(sql.STAGE_TABLE, [local_path(f) for f in batch.files]))

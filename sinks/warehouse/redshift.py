@@ -13,7 +13,7 @@ Manager secret (``secret_arn``, JSON with ``username`` and ``password``). For a 
 ``user@`` in the URL with ``MEDIAPULSE_WAREHOUSE_PASSWORD`` in the environment also works. TLS is on with
 ``sslmode=verify-full`` unless the URL says ``verify-ca`` (or ``disable``, for a local tunnel only).
 
-A load (same protocol as :mod:`sinks.warehouse.postgres`, in one transaction at the database's isolation
+A load (the protocol of :mod:`sinks.warehouse.protocol`, in one transaction at the database's isolation
 level, SERIALIZABLE or SNAPSHOT):
 
 1. ``LOCK`` the ledger table, before anything reads: a second load (of this batch or another) waits for
@@ -40,21 +40,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 from sinks.warehouse import sql
-from sinks.warehouse.base import StagedBatch, WarehouseError, validate_identifier
-from sinks.warehouse.postgres import (
-    RetryPolicy,
-    SqlWarehouse,
-    is_s3_url,
-    split_s3_url,
-    to_warehouse_types,
-    with_max_outage,
-)
+from sinks.warehouse.base import Isolation, StagedBatch, WarehouseError, validate_identifier
+from sinks.warehouse.catalog import ColumnDef, diff_columns, split_name
+from sinks.warehouse.protocol import RetryPolicy, ServerWarehouse, with_max_outage
+from sinks.warehouse.staging import is_s3_url, split_s3_url, to_warehouse_types
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -359,7 +354,7 @@ def _error_fields(error: BaseException) -> dict[str, str]:
     return {}
 
 
-class RedshiftWarehouse(SqlWarehouse):
+class RedshiftWarehouse(ServerWarehouse):
     """Amazon Redshift (provisioned or serverless) through redshift_connector."""
 
     dialect: sql.Dialect = "redshift"
@@ -425,6 +420,23 @@ class RedshiftWarehouse(SqlWarehouse):
         if not rows:
             raise WarehouseError(f"stv_db_isolation_level has no row for database {self.settings.database}")
         return str(rows[0][0])
+
+    def isolation(self) -> Isolation:
+        """The database's level (``stv_db_isolation_level``), with a warning on SNAPSHOT."""
+        database = self.settings.database
+        try:
+            level = self.isolation_level()
+        except WarehouseError as e:
+            return Isolation(f"isolation level of database {database}: unknown", f"could not read it: {e}")
+        warning = None
+        if "snapshot" in level.lower():
+            warning = (
+                f"database {database} runs SNAPSHOT isolation and Redshift does not enforce primary keys: "
+                "two writers of one batch could both commit. mediapulse's loads lock "
+                f"{self.ledger_table} first and stay exactly once; any other writer of {self.table} must "
+                f"take the same lock, or run ALTER DATABASE {database} ISOLATION LEVEL SERIALIZABLE"
+            )
+        return Isolation(f"isolation level of database {database}: {level}", warning)
 
     def _retry_reason(self, error: BaseException) -> str | None:
         if isinstance(error, CopyFailed):
@@ -521,6 +533,38 @@ class RedshiftWarehouse(SqlWarehouse):
         names = tuple(name for name, _ in sql.CONTENT_DIM_COLUMNS)
         insert_rows(cur, prefix, names, table.to_batches())
 
+    def _table_problems(self, table: str, expected: list[ColumnDef]) -> list[str]:
+        schema, name = split_name(table)
+        table_def = self.fetch(sql.PG_TABLE_DEF_SQL, (schema, name))
+        table_info = self.fetch(sql.SVV_TABLE_INFO_SQL, (schema, name)) if table_def else []
+        distkey = sql.ENGAGEMENT_DISTKEY if table == self.tables.table else None
+        return redshift_table_problems(table, expected, table_def, table_info, distkey)
+
+
+def redshift_table_problems(
+    table: str,
+    expected: Sequence[ColumnDef],
+    table_def: Sequence[tuple[Any, ...]],
+    table_info: Sequence[tuple[Any, ...]],
+    distkey: str | None,
+) -> list[str]:
+    """Compare ``pg_table_def`` rows (column, type, encoding, distkey, sortkey) and the
+    ``svv_table_info`` row (diststyle, sortkey1, sortkey_num; absent while the table is empty)."""
+    actual = [
+        ColumnDef(str(name), str(kind), encoding=str(encoding).lower(), distkey=bool(dist), sortkey=int(sort))
+        for name, kind, encoding, dist, sort in table_def
+    ]
+    problems = diff_columns(table, expected, actual, check_order=True)
+    if table_info and actual:
+        diststyle, sortkey1, _ = table_info[0]
+        want_style = f"KEY({distkey})" if distkey else "AUTO"
+        if not str(diststyle).upper().startswith(want_style.upper()):
+            problems.append(f"{table}: diststyle is {diststyle}, expected {want_style}")
+        leading = next((c.name for c in expected if c.sortkey == 1), None)
+        if leading and str(sortkey1 or "").strip() != leading:
+            problems.append(f"{table}: first sort key column is {sortkey1}, expected {leading}")
+    return problems
+
 
 def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
     """Every statement :class:`RedshiftWarehouse` and :mod:`sinks.warehouse.admin` can send, as templates.
@@ -530,14 +574,14 @@ def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
     """
     _, dim_prefix = sql.replace_dim_sql(tables.content_dim)
     return [
-        *sql.session_sql(tables.schema),
+        *sql.session_sql(tables.schema, "redshift"),
         sql.begin_sql("redshift"),
         sql.COMMIT_SQL,
         sql.ROLLBACK_SQL,
         *sql.init_sql(tables, "redshift"),
         sql.lock_sql(tables.ledger),
         sql.ledger_lookup_sql(tables.ledger),
-        *sql.stage_sql(tables.table),
+        *sql.stage_sql(tables.table, "redshift"),
         sql.copy_parquet_manifest_sql(sql.STAGE_TABLE, "s3://bucket/prefix/_mediapulse.manifest", iam_role),
         sql.stage_count_sql(),
         sql.duplicate_keys_sql(),

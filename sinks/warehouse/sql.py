@@ -1,12 +1,15 @@
-"""SQL for the PostgreSQL and Redshift backends, built from :data:`ENGAGEMENT_COLUMNS` and :data:`KEY`.
+"""SQL for the PostgreSQL, Redshift and DuckDB backends, in each one's dialect, built from the table
+definitions (:data:`streaming.schema.ENGAGEMENT` and :data:`streaming.schema.CONTENT_DIM`; the ledger,
+the protocol's own table, is defined here).
 
-Every statement the two backends run comes from here, so the protocol reads the same on both and the
+Every statement the backends run comes from here, so the protocol reads the same on all of them and the
 test suite can parse each Redshift statement (``sqlglot``, ``redshift`` dialect) and lint each MERGE.
 
-Names passed in are validated with :func:`validate_identifier` and used unquoted (both engines fold
+Names passed in are validated with :func:`validate_identifier` and used unquoted (the engines fold
 them to lower case). Values are never formatted into SQL: they travel as ``%s`` parameters, the one
-paramstyle psycopg and redshift_connector share. The few literals Redshift needs inline (the COPY
-source and IAM role) are checked against strict patterns first.
+paramstyle psycopg and redshift_connector share (the DuckDB backend passes them on as ``?``). The few
+literals inlined (Redshift's COPY source and IAM role, DuckDB's staged file names) are checked against
+strict patterns or quoted first.
 
 Redshift's MERGE is narrower than PostgreSQL's (see :func:`lint_redshift_merge`): no alias on the target,
 a table (not a subquery) as the source, equality predicates only in ON, exactly one ``WHEN MATCHED THEN
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,25 +31,17 @@ from sinks.warehouse.base import (
     ENGAGEMENT_COLUMNS,
     KEY,
     TOP_ORDERINGS,
-    ColumnType,
     WarehouseError,
     validate_identifier,
 )
+from streaming.schema import CONTENT_DIM, ColumnType
 
-Dialect = Literal["postgres", "redshift"]
-DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift")
+Dialect = Literal["postgres", "redshift", "duckdb"]
+DIALECTS: tuple[Dialect, ...] = ("postgres", "redshift", "duckdb")
 
-CONTENT_DIM_TABLE = "content_dim"
+CONTENT_DIM_TABLE = CONTENT_DIM.name
 # The content dimension as streaming.sources.content_dim reads it (same names, same order).
-CONTENT_DIM_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("content_id", "string"),
-    ("title", "string"),
-    ("category", "string"),
-    ("content_type", "string"),
-    ("duration_s", "int"),
-    ("publisher", "string"),
-    ("published_at", "timestamp"),
-)
+CONTENT_DIM_COLUMNS: tuple[tuple[str, ColumnType], ...] = tuple((c.name, c.type) for c in CONTENT_DIM.columns)
 LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("query_name", "string"),
     ("batch_id", "bigint"),
@@ -57,6 +53,7 @@ LEDGER_KEY: tuple[str, ...] = ("query_name", "batch_id")
 # Session-scoped scratch tables of one load (temporary: invisible to other sessions, gone with the session).
 STAGE_TABLE = "mediapulse_stage"
 STAGE_DEDUP_TABLE = "mediapulse_stage_dedup"
+STAGE_TABLES = (STAGE_TABLE, STAGE_DEDUP_TABLE)
 
 VIEW_TOP_CTR = "v_top_content_ctr"
 VIEW_TRENDING = "v_trending_content"
@@ -91,6 +88,13 @@ _REDSHIFT_TYPES: dict[str, str] = {
     "int": "INTEGER",
     "double": "DOUBLE PRECISION",
 }
+_DUCKDB_TYPES: dict[str, str] = {
+    "timestamp": "TIMESTAMP",
+    "string": "VARCHAR",
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "double": "DOUBLE",
+}
 # AZ64 covers SMALLINT/INTEGER/BIGINT/DECIMAL/DATE/TIMESTAMP(TZ) only; DOUBLE PRECISION and VARCHAR get ZSTD.
 _REDSHIFT_ENCODINGS: dict[str, str] = {
     "timestamp": "AZ64",
@@ -122,6 +126,8 @@ def column_type(name: str, kind: ColumnType | str, dialect: Dialect) -> str:
     """The SQL type of one column in ``dialect`` (Redshift VARCHAR lengths come from the column name)."""
     if _check_dialect(dialect) == "postgres":
         return _POSTGRES_TYPES[kind]
+    if dialect == "duckdb":
+        return _DUCKDB_TYPES[kind]
     if kind == "string":
         return f"VARCHAR({_VARCHAR_BYTES.get(name, _DEFAULT_VARCHAR_BYTES)})"
     return _REDSHIFT_TYPES[kind]
@@ -153,6 +159,16 @@ class Tables:
             content_dim=qualify(CONTENT_DIM_TABLE, schema),
         )
 
+    @classmethod
+    def in_default_schema(cls, table: str, ledger_table: str) -> Tables:
+        """Names as given, for an engine resolving bare names in its default schema (DuckDB's ``main``)."""
+        return cls(
+            schema="main",
+            table=validate_identifier(table, "warehouse.table"),
+            ledger=validate_identifier(ledger_table, "warehouse.ledger_table"),
+            content_dim=CONTENT_DIM_TABLE,
+        )
+
     def view(self, name: str) -> str:
         return qualify(name, self.schema)
 
@@ -178,32 +194,32 @@ def create_schema_sql(schema: str) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {validate_identifier(schema, 'schema')}"
 
 
+def _create_table_sql(
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    key: tuple[str, ...],
+    dialect: Dialect,
+    redshift_layout: str,
+) -> str:
+    defs = _column_defs(columns, _check_dialect(dialect), key)
+    defs.append(f"PRIMARY KEY ({', '.join(key)})")
+    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(table)} (\n  " + ",\n  ".join(defs) + "\n)"
+    return ddl + redshift_layout if dialect == "redshift" else ddl
+
+
 def create_engagement_table_sql(table: str, dialect: Dialect) -> str:
     """The target: one row per (window, content, affiliate, platform); Redshift distributes by content."""
-    defs = _column_defs(ENGAGEMENT_COLUMNS, _check_dialect(dialect), KEY)
-    defs.append(f"PRIMARY KEY ({', '.join(KEY)})")
-    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(table)} (\n  " + ",\n  ".join(defs) + "\n)"
-    if dialect == "redshift":
-        ddl += f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
-    return ddl
+    layout = f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
+    return _create_table_sql(table, ENGAGEMENT_COLUMNS, KEY, dialect, layout)
 
 
 def create_ledger_table_sql(ledger: str, dialect: Dialect) -> str:
-    defs = _column_defs(LEDGER_COLUMNS, _check_dialect(dialect), LEDGER_KEY)
-    defs.append(f"PRIMARY KEY ({', '.join(LEDGER_KEY)})")
-    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(ledger)} (\n  " + ",\n  ".join(defs) + "\n)"
-    if dialect == "redshift":
-        ddl += f"\nDISTSTYLE AUTO\nCOMPOUND SORTKEY({', '.join(LEDGER_KEY)})"
-    return ddl
+    layout = f"\nDISTSTYLE AUTO\nCOMPOUND SORTKEY({', '.join(LEDGER_KEY)})"
+    return _create_table_sql(ledger, LEDGER_COLUMNS, LEDGER_KEY, dialect, layout)
 
 
 def create_content_dim_sql(content_dim: str, dialect: Dialect) -> str:
-    defs = _column_defs(CONTENT_DIM_COLUMNS, _check_dialect(dialect), ("content_id",))
-    defs.append("PRIMARY KEY (content_id)")
-    ddl = f"CREATE TABLE IF NOT EXISTS {validate_identifier(content_dim)} (\n  " + ",\n  ".join(defs) + "\n)"
-    if dialect == "redshift":
-        ddl += "\nDISTSTYLE AUTO"
-    return ddl
+    return _create_table_sql(content_dim, CONTENT_DIM_COLUMNS, CONTENT_DIM.key, dialect, "\nDISTSTYLE AUTO")
 
 
 # ------------------------------------------------------------------------------------- load protocol
@@ -218,9 +234,13 @@ def begin_sql(dialect: Dialect) -> str:
     PostgreSQL has to be asked for SERIALIZABLE. Redshift runs every transaction at its database's level,
     SERIALIZABLE or SNAPSHOT (``CREATE``/``ALTER DATABASE … ISOLATION LEVEL``; SNAPSHOT is the default of
     new clusters and workgroups) whatever BEGIN says, so it gets a plain BEGIN; its loads are kept apart
-    by :func:`lock_sql` instead.
+    by :func:`lock_sql` instead. DuckDB's transactions are snapshot-isolated, and one process writes a file.
     """
-    return "BEGIN ISOLATION LEVEL SERIALIZABLE" if _check_dialect(dialect) == "postgres" else "BEGIN"
+    return {
+        "postgres": "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "redshift": "BEGIN",
+        "duckdb": "BEGIN TRANSACTION",
+    }[_check_dialect(dialect)]
 
 
 def lock_sql(table: str) -> str:
@@ -250,8 +270,11 @@ TRY_ADVISORY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(%s)"
 ADVISORY_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 
 
-def session_sql(schema: str) -> list[str]:
-    """Run once per connection: the warehouse schema first on the search path, UTC session time zone."""
+def session_sql(schema: str, dialect: Dialect) -> list[str]:
+    """Run once per connection: the warehouse schema first on the search path (DuckDB: names resolve in
+    its default schema), UTC session time zone."""
+    if _check_dialect(dialect) == "duckdb":
+        return ["SET TimeZone = 'UTC'"]
     return [f"SET search_path TO {validate_identifier(schema, 'schema')}", "SET timezone TO 'UTC'"]
 
 
@@ -268,19 +291,37 @@ def committed_sql(ledger: str) -> str:
     return f"SELECT batch_id FROM {validate_identifier(ledger)} WHERE query_name = %s ORDER BY batch_id"
 
 
-def stage_sql(table: str) -> list[str]:
+def stage_sql(table: str, dialect: Dialect) -> list[str]:
     """(Re)create the two session-temporary staging tables shaped like the target.
 
     ``LIKE`` copies column order and types (and on Redshift the distribution key, sort key and encodings),
     so a Parquet COPY, which maps columns by position, lands each column where the target expects it.
+    DuckDB has no ``LIKE`` here: it copies the target's columns from an empty ``SELECT``.
     """
     table = validate_identifier(table)
-    return [
-        f"DROP TABLE IF EXISTS {STAGE_TABLE}",
-        f"DROP TABLE IF EXISTS {STAGE_DEDUP_TABLE}",
-        f"CREATE TEMP TABLE {STAGE_TABLE} (LIKE {table})",
-        f"CREATE TEMP TABLE {STAGE_DEDUP_TABLE} (LIKE {table})",
-    ]
+    if _check_dialect(dialect) == "duckdb":
+        create = [f"CREATE TEMP TABLE {name} AS SELECT * FROM {table} LIMIT 0" for name in STAGE_TABLES]
+    else:
+        create = [f"CREATE TEMP TABLE {name} (LIKE {table})" for name in STAGE_TABLES]
+    return [*(f"DROP TABLE IF EXISTS {name}" for name in STAGE_TABLES), *create]
+
+
+def insert_parquet_sql(stage: str, files: Sequence[str]) -> str:
+    """DuckDB only: the bulk load of the staging table, DuckDB reading the staged Parquet files itself.
+
+    Each column is cast to its warehouse type (Spark's UTC timestamps become UTC wall-clock times in the
+    session's UTC time zone); the file names are quoted literals.
+    """
+    if not files:
+        raise WarehouseError("a Parquet load needs at least one file")
+    names = ", ".join(COLUMN_NAMES)
+    casts = ",\n       ".join(
+        f"CAST({name} AS {column_type(name, kind, 'duckdb')}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS
+    )
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return (
+        f"INSERT INTO {validate_identifier(stage)} ({names})\nSELECT {casts}\nFROM read_parquet([{listed}])"
+    )
 
 
 def copy_from_stdin_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -518,7 +559,13 @@ def create_views_sql(tables: Tables, dialect: Dialect) -> list[str]:
 
 
 def init_sql(tables: Tables, dialect: Dialect) -> list[str]:
-    """Every statement of ``init``, in order; each is idempotent."""
+    """Every statement of ``init``, in order; each is idempotent. DuckDB, a local file, holds the target
+    and the ledger only."""
+    if _check_dialect(dialect) == "duckdb":
+        return [
+            create_engagement_table_sql(tables.table, dialect),
+            create_ledger_table_sql(tables.ledger, dialect),
+        ]
     return [
         create_schema_sql(tables.schema),
         create_engagement_table_sql(tables.table, dialect),

@@ -24,14 +24,10 @@ from typing import Any
 import pytest
 
 from sinks.warehouse.base import COLUMN_NAMES, KEY
-from sinks.warehouse.postgres import (
-    PostgresSettings,
-    PostgresWarehouse,
-    RetryPolicy,
-    iter_record_batches,
-    split_s3_url,
-)
+from sinks.warehouse.postgres import PostgresSettings, PostgresWarehouse
+from sinks.warehouse.protocol import RetryPolicy
 from sinks.warehouse.redshift import RedshiftSettings, RedshiftWarehouse, connect_kwargs, insert_rows
+from sinks.warehouse.staging import iter_record_batches, split_s3_url
 from tests.sinks.warehouse import pgserver
 from tests.sinks.warehouse.pgproxy import PgProxy
 from tests.sinks.warehouse.pgserver import DATABASE, TEST_ROLE, PgServer, free_port

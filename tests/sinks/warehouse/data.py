@@ -13,18 +13,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.warehouse.base import COLUMN_NAMES, ENGAGEMENT_COLUMNS, KEY, StagedBatch
+from sinks.warehouse.base import COLUMN_NAMES, KEY, TARGET, StagedBatch
 from streaming.sources.content_dim import arrow_schema
 
 Row = dict[str, Any]
 
-_ARROW = {
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "string": pa.string(),
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-}
-ENGAGEMENT_SCHEMA = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in ENGAGEMENT_COLUMNS])
+# The staged files' schema: the warehouse's engagement columns as Spark writes them.
+ENGAGEMENT_SCHEMA = TARGET.arrow_schema()
 WINDOW = timedelta(minutes=5)
 T0 = datetime(2026, 11, 2, 12, 0, 0)  # naive UTC, as the warehouse returns it
 
@@ -40,7 +35,9 @@ def make_rows(
     seed: int = 0,
     platforms: Sequence[str] = ("web", "ios"),
 ) -> list[Row]:
-    """One row per (window, content, affiliate, platform), full aggregate values, deterministic per seed."""
+    """One row per (window, content, affiliate, platform), full aggregate values, deterministic per seed.
+
+    A metric or rate of the table that this function does not know yet gets a random value of its type."""
     rng = random.Random(seed * 7919 + batch_id)
     rows = []
     for w in range(windows):
@@ -74,20 +71,31 @@ def make_rows(
                             "batch_id": batch_id,
                         }
                     )
+                    for column in TARGET.columns:
+                        if column.name not in rows[-1]:
+                            rows[-1][column.name] = _any_value(column.type, rng)
     return rows
 
 
+def _any_value(kind: str, rng: random.Random) -> Any:
+    return rng.random() if kind == "double" else rng.randint(0, 1_000)
+
+
 def arrow_table(rows: Iterable[Row]) -> pa.Table:
-    rows = list(rows)
+    """``rows`` in :data:`ENGAGEMENT_SCHEMA` (naive datetimes are UTC)."""
+    return _table(list(rows), ENGAGEMENT_SCHEMA)
+
+
+def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
     columns = {}
-    for name, kind in ENGAGEMENT_COLUMNS:
-        values = [r[name] for r in rows]
-        if kind == "timestamp":
+    for field in schema:
+        values = [r[field.name] for r in rows]
+        if pa.types.is_timestamp(field.type):
             values = [v.replace(tzinfo=None) if v is not None else None for v in values]
-            columns[name] = pa.array(values, pa.timestamp("us")).cast(_ARROW[kind])
+            columns[field.name] = pa.array(values, pa.timestamp("us")).cast(field.type)
         else:
-            columns[name] = pa.array(values, _ARROW[kind])
-    return pa.Table.from_pydict(columns, schema=ENGAGEMENT_SCHEMA)
+            columns[field.name] = pa.array(values, field.type)
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def write_local_batch(
@@ -170,11 +178,4 @@ def dim_rows(n: int) -> list[Row]:
 
 
 def dim_table(rows: Sequence[Row]) -> pa.Table:
-    columns = {}
-    for field in CONTENT_DIM_ARROW:
-        values = [r[field.name] for r in rows]
-        if pa.types.is_timestamp(field.type):
-            columns[field.name] = pa.array(values, pa.timestamp("us")).cast(field.type)
-        else:
-            columns[field.name] = pa.array(values, field.type)
-    return pa.Table.from_pydict(columns, schema=CONTENT_DIM_ARROW)
+    return _table(list(rows), CONTENT_DIM_ARROW)

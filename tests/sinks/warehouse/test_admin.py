@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.csv as pacsv
 import pytest
 
-from sinks.warehouse.admin import check, register, sync_dimensions
+from sinks.warehouse.admin import register, sync_dimensions
 from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError
 from tests.sinks.warehouse.conftest import DATABASE, TEST_PASSWORD, TEST_ROLE, PgServer
 from tests.sinks.warehouse.data import dim_rows, dim_table
@@ -111,6 +111,6 @@ class _Elsewhere(Warehouse):
 
 def test_other_backends_are_refused_by_name(tmp_path: Any) -> None:
     with pytest.raises(WarehouseError, match="postgresql:// and redshift://"):
-        check(_Elsewhere())
+        _Elsewhere().check()
     with pytest.raises(WarehouseError, match="postgresql:// and redshift://"):
         sync_dimensions(_Elsewhere(), str(tmp_path / "content.csv"))

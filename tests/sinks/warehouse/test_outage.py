@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from sinks.warehouse.base import StagedBatch, WarehouseError
-from sinks.warehouse.postgres import PostgresSettings, PostgresWarehouse, RetryPolicy
+from sinks.warehouse.postgres import PostgresSettings, PostgresWarehouse
+from sinks.warehouse.protocol import RetryPolicy
 from streaming.run import run_pipeline
 from tests import oracle
 from tests.pipeline import make_scenario, pipeline_config
@@ -124,7 +125,7 @@ def test_a_60_s_outage_mid_run_pauses_the_stream_and_loses_nothing(
         stop.set()
 
     try:
-        with caplog.at_level(logging.WARNING, logger="sinks.warehouse.postgres"):
+        with caplog.at_level(logging.WARNING, logger="sinks.warehouse.protocol"):
             run_pipeline(spark, cfg, stop=stop, on_started=drive, warehouse=open_warehouse)
     finally:
         outage.finish()
@@ -188,7 +189,7 @@ def test_an_outage_longer_than_max_outage_ends_the_load_with_a_clear_error(
     started = time.monotonic()
 
     with (
-        caplog.at_level(logging.WARNING, logger="sinks.warehouse.postgres"),
+        caplog.at_level(logging.WARNING, logger="sinks.warehouse.protocol"),
         pytest.raises(WarehouseError) as failure,
     ):
         PostgresWarehouse(settings, password=TEST_PASSWORD).load_batch(batch)

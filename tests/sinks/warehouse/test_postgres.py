@@ -13,14 +13,9 @@ import pyarrow.csv as pacsv
 import pytest
 
 from sinks.warehouse import open_warehouse, sql
-from sinks.warehouse.admin import check, init_warehouse, sync_dimensions
+from sinks.warehouse.admin import init_warehouse, sync_dimensions
 from sinks.warehouse.base import WarehouseError, WarehouseMissingError
-from sinks.warehouse.postgres import (
-    PostgresWarehouse,
-    parse_postgres_url,
-    password_from_env,
-    s3_filesystem,
-)
+from sinks.warehouse.postgres import PostgresWarehouse, parse_postgres_url, password_from_env
 from streaming.config import WarehouseConfig
 from tests.sinks.warehouse.conftest import DATABASE, TEST_ROLE, PgServer, read_target
 from tests.sinks.warehouse.data import (
@@ -217,14 +212,6 @@ def test_verify_full_refuses_a_server_without_tls(postgres_server: PgServer) -> 
         wh.committed("engagement")
 
 
-def test_s3_filesystem_follows_the_endpoint_override(aws_endpoint: str, s3_client: Any, bucket: str) -> None:
-    s3_client.put_object(Bucket=bucket, Key="k/x.txt", Body=b"hello")
-    env = {"AWS_ENDPOINT_URL_S3": aws_endpoint, "AWS_REGION": "us-east-1"}
-
-    with s3_filesystem(env).open_input_stream(f"{bucket}/k/x.txt") as f:
-        assert f.read() == b"hello"
-
-
 def test_a_staged_file_without_an_engagement_column_is_a_clear_error(
     make_postgres: Any, tmp_path: Path
 ) -> None:
@@ -248,7 +235,7 @@ def test_init_is_idempotent_and_check_finds_nothing(make_postgres: Any) -> None:
     init_warehouse(wh)
     make_postgres().init()
 
-    assert check(wh) == []
+    assert wh.check() == []
 
 
 def test_check_reports_dropped_changed_and_extra_columns(
@@ -263,7 +250,7 @@ def test_check_reports_dropped_changed_and_extra_columns(
         conn.execute(f"ALTER TABLE {schema}.content_engagement ADD COLUMN note text")
         conn.execute(f"DROP TABLE {schema}.content_dim")
 
-    problems = check(wh)
+    problems = wh.check()
 
     table = f"{schema}.content_engagement"
     assert f"{table}: missing column clicks (bigint)" in problems

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sinks.warehouse.base import StagedBatch, WarehouseError
-from sinks.warehouse.postgres import RetryPolicy, SqlWarehouse
+from sinks.warehouse.protocol import RetryPolicy, SqlWarehouse
 from streaming.config import WarehouseConfig
 from tests.sinks.warehouse.conftest import PgServer, read_ledger, read_target, wait_for_lock_waiter
 from tests.sinks.warehouse.data import (

@@ -15,14 +15,15 @@ import pytest
 import redshift_connector
 
 from sinks.warehouse import open_warehouse, sql
-from sinks.warehouse.admin import Isolation, expected_tables, isolation, redshift_table_problems
-from sinks.warehouse.base import StagedBatch, WarehouseError
+from sinks.warehouse.base import Isolation, StagedBatch, WarehouseError
+from sinks.warehouse.catalog import expected_tables
 from sinks.warehouse.redshift import (
     MANIFEST_NAME,
     RedshiftWarehouse,
     connect_kwargs,
     parse_redshift_url,
     read_secret,
+    redshift_table_problems,
     write_manifest,
 )
 from streaming.config import WarehouseConfig
@@ -436,13 +437,13 @@ def test_check_reports_the_isolation_level_and_warns_on_snapshot(
         conn.execute(f"GRANT SELECT ON {schema}.stv_db_isolation_level TO {TEST_ROLE}")
     wh = make_redshift()
 
-    level = isolation(wh)
+    level = wh.isolation()
 
     assert level.line == f"isolation level of database {DATABASE}: Snapshot Isolation"
     assert level.warning is not None and "SNAPSHOT" in level.warning and "lock" in level.warning
     with postgres_server.admin() as conn:
         conn.execute(f"UPDATE {schema}.stv_db_isolation_level SET isolation_level = 'Serializable'")
-    assert isolation(wh) == Isolation(f"isolation level of database {DATABASE}: Serializable")
+    assert wh.isolation() == Isolation(f"isolation level of database {DATABASE}: Serializable")
 
 
 # ---------------------------------------------------------------------------------- definitions check

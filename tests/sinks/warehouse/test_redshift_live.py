@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.warehouse.admin import check, sync_dimensions
+from sinks.warehouse.admin import sync_dimensions
 from sinks.warehouse.base import COLUMN_NAMES, StagedBatch, WarehouseError
 from sinks.warehouse.redshift import RedshiftWarehouse
 from streaming.config import WarehouseConfig
@@ -78,7 +78,7 @@ def test_live_redshift_end_to_end(live: RedshiftWarehouse, tmp_path: Path) -> No
     s3 = boto3.client("s3")
     live.init()
     live.init()
-    assert check(live) == []
+    assert live.check() == []
 
     rows = make_rows(1, windows=3)
     assert live.load_batch(_stage(s3, 1, arrow_table(rows))) is True
