@@ -47,7 +47,7 @@ from streaming.transforms import (
     validated_records,
 )
 
-__all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks", "stamp"]
+__all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks"]
 
 
 # The record log keeps entries this many record retentions long (a day by default).
@@ -174,23 +174,3 @@ def start_engagement(
         .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, checkpoint_id, warehouse)), prepare=stamp))
         .start()
     )
-
-
-def start_consumers(
-    spark: SparkSession,
-    cfg: AppConfig,
-    checkpoint_id: str,
-    *,
-    available_now: bool = False,
-    warehouse: Callable[[], Warehouse] | None = None,
-) -> list[StreamingQuery]:
-    """Start the two readers of the records; if the second cannot start, stop the first."""
-    queries = [start_events(spark, cfg, checkpoint_id, available_now=available_now)]
-    try:
-        queries.append(
-            start_engagement(spark, cfg, checkpoint_id, available_now=available_now, warehouse=warehouse)
-        )
-    except Exception:
-        queries[0].stop()
-        raise
-    return queries

@@ -92,12 +92,14 @@ def run_pipeline(
 ) -> ProgressReporter:
     """Run until the source is drained (``available_now``), a stop is requested, or a query keeps failing.
 
-    The ingest query and its two consumers run side by side. With ``available_now`` the ingest query
-    reads what the source holds and ends; the consumers then finish the records it wrote, and stop.
-    A failed query is restarted from its checkpoint with backoff, at most ``run.max_restarts_per_hour``
-    times in any hour. The Python Kinesis source cannot split a backlog across an ``availableNow`` run on
-    Spark 4.0, so it reads one bounded batch per run: the ingest run is repeated (from its checkpoint)
-    while a shard is behind (see ``streaming.sources.kinesis.backlog``).
+    Long-running, the ingest query and its two consumers run side by side. With ``available_now`` the
+    ingest query first reads what the source holds; then each consumer reads all the records it wrote
+    in one run, so event time advances across the whole backlog at once and no record of a slower shard
+    or file falls behind the watermark. A failed query is restarted from its checkpoint with backoff,
+    at most ``run.max_restarts_per_hour`` times in any hour. The Python Kinesis source cannot split a
+    backlog across an ``availableNow`` run on Spark 4.0, so it reads one bounded batch per run: the
+    ingest run is repeated (from its checkpoint) while a shard is behind (see
+    ``streaming.sources.kinesis.backlog``).
     """
     checkpoint_id = ensure_layout(spark, cfg.checkpoint.path)
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
@@ -107,12 +109,21 @@ def run_pipeline(
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
     run = _Run(spark, cfg, reporter, stop)
+
+    def start_consumers() -> None:
+        once = available_now
+        run.start(EVENTS, lambda: start_events(spark, cfg, checkpoint_id, available_now=once))
+        run.start(
+            ENGAGEMENT,
+            lambda: start_engagement(spark, cfg, checkpoint_id, available_now=once, warehouse=opener),
+        )
+
     try:
         with stop_signals(stop):
-            run.start(EVENTS, lambda: start_events(spark, cfg, checkpoint_id))
-            run.start(ENGAGEMENT, lambda: start_engagement(spark, cfg, checkpoint_id, warehouse=opener))
+            if not available_now:
+                start_consumers()
             run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=available_now))
-            if on_started:
+            if on_started and not available_now:
                 on_started([run.queries[name] for name in (INGEST, EVENTS, ENGAGEMENT)])
             for _ in range(max_rounds):
                 run.wait(until=lambda: not run.queries[INGEST].isActive)
@@ -127,7 +138,10 @@ def run_pipeline(
                 log.info("a Kinesis shard is behind: reading the rest of the backlog")
                 run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=True))
             if available_now and not stop.is_set():
-                run.drain(EVENTS, ENGAGEMENT)
+                start_consumers()
+                if on_started:
+                    on_started([run.queries[name] for name in (INGEST, EVENTS, ENGAGEMENT)])
+                run.wait(until=lambda: not any(run.queries[q].isActive for q in (EVENTS, ENGAGEMENT)))
     finally:
         try:
             run.stop_all()
@@ -170,18 +184,6 @@ class _Run:
                         query.awaitTermination(0.5)
                     except StreamingQueryException:
                         break
-
-    def drain(self, *names: str) -> None:
-        """Let each named query process everything its source holds now, then stop it."""
-        for name in names:
-            while not self.stop.is_set():
-                try:
-                    self.queries[name].processAllAvailable()
-                    break
-                except StreamingQueryException:
-                    self._recover()
-            self.queries[name].stop()
-        self._recover()
 
     def stop_all(self) -> None:
         queries = list(self.queries.values())
