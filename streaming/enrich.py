@@ -5,7 +5,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-DIMENSION_COLUMNS = ("title", "category", "content_type")
+from streaming.schema import ENGAGEMENT
+
+# The content attributes each engagement row carries.
+DIMENSION_COLUMNS = ENGAGEMENT.names("attribute")
 
 
 def latest_content(content: DataFrame) -> DataFrame:

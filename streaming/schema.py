@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pyspark.sql import types as T
@@ -181,6 +181,9 @@ class Table:
         """Column names in table order, of the given roles only when any are given."""
         return tuple(c.name for c in self.columns if not roles or c.role in roles)
 
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
     def in_warehouse(self) -> Table:
         """The columns the warehouse keeps."""
         return Table(self.name, tuple(c for c in self.columns if c.warehouse), self.key)
@@ -213,6 +216,12 @@ CONTENT_DIM = Table(
 )
 CONTENT_DIM_SCHEMA = CONTENT_DIM.spark_schema()
 
+
+def _carried(name: str) -> Column:
+    """A content-dimension column carried onto each engagement row by the enrichment."""
+    return replace(CONTENT_DIM.column(name), doc="from the content dimension; null for unknown content")
+
+
 # Engagement per window, content, affiliate and platform: the lake's engagement table and, without the
 # sketch, the warehouse's target table (warehouse.table). A new metric is one Column here and its
 # expression in streaming.aggregate.
@@ -224,9 +233,7 @@ ENGAGEMENT = Table(
         Column("content_id", "string", "group", "the content item"),
         Column("affiliate_id", "string", "group", "the site or app that showed it"),
         Column("platform", "string", "group", "the event's platform, lower-case"),
-        Column("title", "string", "attribute", "from the content dimension; null for unknown content"),
-        Column("category", "string", "attribute", "from the content dimension"),
-        Column("content_type", "string", "attribute", "from the content dimension"),
+        *(_carried(name) for name in ("title", "category", "content_type")),
         Column("impressions", "bigint", "metric", "`impression` events"),
         Column("clicks", "bigint", "metric", "`click` events"),
         Column("play_starts", "bigint", "metric", "`play_start` events"),
