@@ -206,7 +206,7 @@ def test_serialization_failures_are_retried_until_max_outage_then_fail_clearly(
 ) -> None:
     rows = make_rows(1)
     batch = backend.stage("engagement", 1, [rows])
-    budget = timedelta(seconds=0.6)
+    budget = timedelta(seconds=1.5)  # room for several attempts on a loaded machine
     wh = backend.make(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_outage=budget))
     injected = backend.serialization_error()
     attempts = []
@@ -221,7 +221,7 @@ def test_serialization_failures_are_retried_until_max_outage_then_fail_clearly(
 
     assert len(attempts) >= 3
     assert attempts[-1] - attempts[0] < budget.total_seconds()  # no attempt starts past the budget
-    assert "warehouse.max_outage is 0.6 s" in str(failure.value)
+    assert "warehouse.max_outage is 1.5 s" in str(failure.value)
     assert failure.value.__cause__ is injected
     retries = [r.getMessage() for r in caplog.records if "left of warehouse.max_outage" in r.getMessage()]
     assert len(retries) == len(attempts) - 1  # one line per failed attempt that is tried again
