@@ -35,6 +35,7 @@ COPY config ./config
 COPY streaming ./streaming
 COPY sinks ./sinks
 COPY bootstrap ./bootstrap
+COPY devtools ./devtools
 RUN python -m pip wheel --no-deps --no-build-isolation . -w /dist \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --constraint constraints.txt /dist/mediapulse-*.whl \

@@ -52,7 +52,7 @@ test: install node_modules/.installed ## run the test suite (starts and stops it
 	$(BIN)/python -m pytest -q
 
 lint: install ## ruff over the code; refuse installs from a local path or file URL
-	$(BIN)/ruff check streaming sinks bootstrap tests bench scripts
+	$(BIN)/ruff check streaming sinks bootstrap devtools tests bench scripts
 	$(BIN)/python scripts/check_public_installs.py
 
 bench: install ## cold runs on BENCH_EVENTS events vs the bare Spark job, then bench-sustained (docs/benchmarks.md)
@@ -66,7 +66,7 @@ run-kinesis: install node_modules/.installed ## the same run through a local Kin
 	rm -rf data/checkpoints/kinesis
 	url="$$(scripts/kinesis-local.sh start)"; trap 'scripts/kinesis-local.sh stop' EXIT; \
 	export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=$(KINESIS_REGION); \
-	$(BIN)/python -m streaming.producer create-stream $(KINESIS_STREAM) --shards $(KINESIS_SHARDS) \
+	$(BIN)/python -m devtools.producer create-stream $(KINESIS_STREAM) --shards $(KINESIS_SHARDS) \
 	  --endpoint "$$url" --region $(KINESIS_REGION); \
 	$(BIN)/mediapulse simulate --to kinesis --stream $(KINESIS_STREAM) --endpoint "$$url" \
 	  --region $(KINESIS_REGION) --events $(EVENTS); \

@@ -54,7 +54,7 @@ def count_records(path: Path) -> int:
 
 def simulated_input(workdir: Path, events: int, files: int) -> tuple[Path, Path, int]:
     """The simulated source folder, dimension file and record count for ``events``; generated once."""
-    from streaming.simulate import SimulationSpec, simulate, write_dimension, write_files
+    from devtools.simulate import SimulationSpec, simulate, write_dimension, write_files
 
     data = workdir / f"events-{events}-files-{files}"
     incoming, dimension, manifest = (

@@ -88,7 +88,7 @@ def _count_records(path: Path) -> int:
 
 def _chunk(pool: Path, rate: int, file_interval: float, index: int, seed: int) -> None:
     """Simulate chunk ``index``: FILES_PER_CHUNK files of ``file_interval`` seconds of traffic each."""
-    from streaming.simulate import DEFAULT_START, SimulationSpec, simulate, write_files
+    from devtools.simulate import DEFAULT_START, SimulationSpec, simulate, write_files
 
     folder = pool / f"chunk-{index:04d}"
     manifest = pool / f"chunk-{index:04d}.json"
@@ -142,7 +142,7 @@ def prepare_pool(
 
 def pool_files(pool: Path, seconds: float, file_interval: float) -> tuple[list[PoolFile], Path]:
     """The first ``seconds`` worth of files, in arrival order, and the content dimension of them all."""
-    from streaming.simulate import Traffic, write_dimension
+    from devtools.simulate import Traffic, write_dimension
 
     chunks = math.ceil(seconds / (FILES_PER_CHUNK * file_interval))
     files: list[PoolFile] = []

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", title="commands", parser_class=_CommandParser
     )
 
-    from streaming import simulate
+    from devtools import simulate
 
     p = sub.add_parser("simulate", help="generate realistic engagement traffic and a content dimension")
     simulate.add_arguments(p)

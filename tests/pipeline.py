@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 
+from devtools.simulate import SimulationSpec, simulate, write_dimension, write_files
 from streaming.config import AppConfig, load_config
-from streaming.simulate import SimulationSpec, simulate, write_dimension, write_files
 
 
 @dataclass(frozen=True)

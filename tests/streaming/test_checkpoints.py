@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.simulate import DEFAULT_START
 from streaming.checkpoints import CheckpointLayoutError, ensure_layout, purge_consumed_records
 from streaming.query import start_ingest
 from streaming.run import run_pipeline
-from streaming.simulate import DEFAULT_START
 from tests import oracle
 from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
 from tests.streaming.test_pipeline import assert_matches_truth

@@ -7,7 +7,7 @@ fully jittered backoff: :mod:`streaming.retry`), optionally holds a rate in reco
 progress on stderr.
 ``create_stream`` creates a stream (or finds it) and waits until it is ACTIVE.
 
-Also a small command line for scripts: ``python -m streaming.producer create-stream NAME --shards 4``.
+Also a small command line for scripts: ``python -m devtools.producer create-stream NAME --shards 4``.
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def create_stream(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streaming.producer", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.producer", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-stream", help="create a stream and wait until it is ACTIVE")
     create.add_argument("name")

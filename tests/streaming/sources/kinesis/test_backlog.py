@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streaming.producer import send_lines
-from tests.sources.kinesis.conftest import REGION
-from tests.sources.kinesis.test_fetcher import drain, events, fetcher_for, wait_active
+from devtools.producer import send_lines
+from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.test_fetcher import drain, events, fetcher_for, wait_active
 
 SHARD_0, SHARD_1, SHARD_2 = (f"shardId-00000000000{i}" for i in range(3))
 

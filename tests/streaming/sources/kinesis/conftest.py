@@ -17,10 +17,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from devtools.producer import create_stream
 from streaming.config import SourceConfig
-from streaming.producer import create_stream
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 LAUNCHER = ROOT / "scripts" / "kinesalite-loopback.js"
 GET_RECORDS_LOG = "get-records.jsonl"
 REGION = "us-east-1"

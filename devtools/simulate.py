@@ -705,7 +705,7 @@ def run(args: argparse.Namespace) -> int:
     dimension = args.dimension or default_dimension_path(args.out)
     write_dimension(traffic, dimension)
     if args.to == "kinesis":
-        from streaming.producer import send_lines
+        from devtools.producer import send_lines
 
         send_lines(traffic.lines, stream=args.stream, endpoint_url=args.endpoint, rate=args.rate,
                    region=args.region)

@@ -11,14 +11,14 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from devtools.producer import send_lines
+from devtools.simulate import SimulationSpec, simulate, write_dimension
 from streaming.config import AppConfig
-from streaming.producer import send_lines
 from streaming.run import run_pipeline
-from streaming.simulate import SimulationSpec, simulate, write_dimension
 from tests import oracle
 from tests.pipeline import pipeline_config, warehouse_rows
-from tests.sources.kinesis.conftest import REGION
-from tests.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
+from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 METRICS = ("impressions", "clicks", "play_starts", "completions", "watch_time_ms")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from streaming.simulate import (
+from devtools.simulate import (
     MALFORMED_KINDS,
     SimulationSpec,
     Traffic,
@@ -67,7 +67,9 @@ def valid_events(traffic: Traffic) -> list[dict[str, Any]]:
 
 
 def test_same_spec_gives_identical_lines() -> None:
-    assert simulate(SMALL).lines == simulate(SMALL).lines
+    first, second = simulate(SMALL).lines, simulate(SMALL).lines
+    assert first
+    assert first == second
 
 
 def test_same_spec_gives_identical_files(tmp_path: Path) -> None:
@@ -207,7 +209,9 @@ def test_about_half_the_files_are_gzipped_and_readable(large_files: list[Path]) 
 
 def test_no_gzip_writes_plain_files(tmp_path: Path) -> None:
     spec = replace(SMALL, gzip=False)
-    assert all(p.suffix == ".json" for p in write_files(simulate(spec), tmp_path, spec))
+    files = write_files(simulate(spec), tmp_path, spec)
+    assert files
+    assert all(p.suffix == ".json" for p in files)
 
 
 def test_files_hold_a_few_blank_lines(large_files: list[Path]) -> None:
@@ -335,7 +339,7 @@ def test_run_needs_out_for_files() -> None:
 def test_run_writes_files_and_dimension_beside_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "data" / "incoming"
     args = parser().parse_args(["--out", str(out), "--events", "500", "--files", "3", "--no-gzip"])
-    with caplog.at_level("INFO", logger="streaming.simulate"):
+    with caplog.at_level("INFO", logger="devtools.simulate"):
         assert run(args) == 0
     assert len(sorted(out.rglob("*.json"))) == 3
     assert (tmp_path / "data" / "dimensions" / "content.csv").is_file()
@@ -344,9 +348,9 @@ def test_run_writes_files_and_dimension_beside_them(tmp_path: Path, caplog: pyte
 
 def test_run_sends_lines_to_kinesis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
-    producer = types.ModuleType("streaming.producer")
+    producer = types.ModuleType("devtools.producer")
     producer.send_lines = lambda lines, **kwargs: calls.append({"lines": lines, **kwargs})  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "streaming.producer", producer)
+    monkeypatch.setitem(sys.modules, "devtools.producer", producer)
     dimension = tmp_path / "content.parquet"
     args = parser().parse_args(
         ["--to", "kinesis", "--stream", "events", "--endpoint", "http://127.0.0.1:4567", "--rate", "500",

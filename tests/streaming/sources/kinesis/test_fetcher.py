@@ -12,12 +12,12 @@ import pyarrow as pa
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 
-from streaming.producer import send_lines
+from devtools.producer import send_lines
 from streaming.sources.kinesis.errors import KinesisDataLossError, StreamNotFoundError
 from streaming.sources.kinesis.offsets import KinesisOffset, after, sequence_of
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
-from tests.sources.kinesis.conftest import REGION
-from tests.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
+from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 
 def events(count: int, users: int = 7, start: int = 0) -> list[str]:

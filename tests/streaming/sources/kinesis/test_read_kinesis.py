@@ -12,15 +12,15 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
+from devtools.producer import send_lines
 from streaming.config import SourceConfig
-from streaming.producer import send_lines
 from streaming.sources.kinesis import (
     MARKER_FILE,
     ImplementationMismatchError,
     StreamNotFoundError,
     read_kinesis,
 )
-from tests.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.conftest import REGION
 
 # The awslabs spark-sql-kinesis-connector's documented schema, written out independently of the code.
 CONNECTOR_SCHEMA = StructType(

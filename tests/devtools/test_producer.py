@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from streaming.producer import (
+from devtools.producer import (
     MAX_BYTES_PER_CALL,
     ProducerError,
     RecordTooLargeError,

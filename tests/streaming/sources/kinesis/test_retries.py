@@ -21,7 +21,7 @@ from streaming.sources.kinesis.client import (
 from streaming.sources.kinesis.errors import KinesisThrottledError
 from streaming.sources.kinesis.offsets import TRIM_HORIZON, KinesisOffset
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
-from tests.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
+from tests.streaming.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 SHARD = "shardId-000000000000"
 
