@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from streaming.config import ConfigError, load_config, spark_interval
+from streaming.config import AppConfig, ConfigError, load_config, spark_interval
 
 
 def test_default_config_loads_with_documented_defaults():
@@ -50,8 +50,10 @@ def test_config_is_frozen():
 def test_every_example_config_validates():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parents[1].joinpath("config").glob("*.yaml")):
-        load_config(path, environ={})
+    paths = sorted(Path(__file__).parents[2].joinpath("config").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"local.yaml", "emr.yaml"}
+    for path in paths:
+        assert isinstance(load_config(path, environ={}), AppConfig), path
 
 
 @pytest.mark.parametrize(
