@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streaming.commands import add_config_arguments, exit_code, one_line
+
 DEFAULT_CONFIG = "config/emr.yaml"
 
 Handler = Callable[[argparse.Namespace, Any], int]
@@ -43,10 +45,6 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
-
-
 def _fail(where: str, message: str, code: int) -> int:
     sys.stderr.write(f"{where}: {message}\n")
     return code
@@ -58,25 +56,22 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from bootstrap.artifacts import PackagingError
         from bootstrap.launcher import LaunchError
-        from bootstrap.settings import EmrConfigError
-        from streaming.config import ConfigError, load_config
+        from streaming.config import load_config
 
         where = f"mediapulse emr {args.emr_command}"
         try:
-            cfg = load_config(args.config, args.set or ())
+            cfg = load_config(args.config, args.overrides)
             return handler(args, cfg)
-        except (ConfigError, EmrConfigError) as e:
-            return _fail(where, _one_line(e), 2)
-        except (LaunchError, PackagingError, ValueError) as e:
-            return _fail(where, _one_line(e), 1)
+        except (LaunchError, PackagingError, ValueError) as e:  # config errors are ValueErrors too
+            return _fail(where, one_line(e), exit_code(e))
         except ClientError as e:
             code, message = (
                 e.response.get("Error", {}).get("Code", "?"),
                 e.response.get("Error", {}).get("Message"),
             )
-            return _fail(where, f"AWS {e.operation_name} failed: {code}: {message or ''}", 1)
+            return _fail(where, f"AWS {e.operation_name} failed: {code}: {message or ''}", exit_code(e))
         except BotoCoreError as e:
-            return _fail(where, f"AWS: {_one_line(e)}", 1)
+            return _fail(where, f"AWS: {one_line(e)}", exit_code(e))
 
     return run
 
@@ -167,12 +162,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument(
-            "--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default: {DEFAULT_CONFIG})"
-        )
-        parser.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
-        )
+        add_config_arguments(parser, DEFAULT_CONFIG)
         parser.set_defaults(func=_run(handler))
         return parser
 

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from streaming.commands import UsageError
 from streaming.durations import parse_duration
 
 # The AWS runtime for Apache Spark release that ships Spark 4.0 on EMR on EC2 (Spark 4.0.2-amzn-0,
@@ -48,7 +49,7 @@ _DERIVED_SPARK_CONF = {
 Architecture = Literal["x86_64", "aarch64"]
 
 
-class EmrConfigError(ValueError):
+class EmrConfigError(UsageError, ValueError):
     """The ``emr:`` section is missing or invalid."""
 
 

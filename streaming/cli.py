@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from pyspark.errors import PySparkException
 
+from streaming.commands import add_config_arguments, exit_code
 from streaming.config import AppConfig, ConfigError, load_config
 
 log = logging.getLogger("mediapulse")
@@ -66,18 +67,6 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("py4j", "pyspark", "botocore", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: config/local.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set engagement.window='10 min' (repeatable)",
-    )
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
@@ -258,18 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=simulate.run)
 
     p = sub.add_parser("run", help="run the streaming pipeline (until stopped, or --available-now)")
-    _add_config_arguments(p)
+    add_config_arguments(p)
     p.add_argument("--available-now", action="store_true", help="process what is there, then exit 0")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="recompute windows of a time range from the lake's event log")
-    _add_config_arguments(p)
+    add_config_arguments(p)
     p.add_argument("--from", dest="start", type=_timestamp, required=True, help="e.g. 2026-11-01T00:00:00Z")
     p.add_argument("--to", dest="end", type=_timestamp, required=True, help="exclusive end time")
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("top", help="print top content from the warehouse")
-    _add_config_arguments(p)
+    add_config_arguments(p)
     from sinks.warehouse.base import TOP_ORDERINGS
 
     p.add_argument(
@@ -307,21 +296,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except argparse.ArgumentError as e:
         sys.stderr.write(f"mediapulse {args.command}: error: {e}\n")
-        return 2
+        return exit_code(e)
     except ConfigError as e:
         log.error("%s", e)
-        return 2
-
-    except PySparkException as e:
-        log.error("Spark: %s", str(e).strip().splitlines()[0])
+        return exit_code(e)
+    except (PySparkException, ValueError, RuntimeError, OSError) as e:
+        if isinstance(e, PySparkException):
+            log.error("Spark: %s", str(e).strip().splitlines()[0])
+        else:
+            log.error("%s: %s", type(e).__name__, e)
         if args.verbose:
             raise
-        return 1
-    except (ValueError, RuntimeError, OSError) as e:
-        log.error("%s: %s", type(e).__name__, e)
-        if args.verbose:
-            raise
-        return 1
+        return exit_code(e)
 
 
 if __name__ == "__main__":

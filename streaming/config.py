@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from bootstrap.settings import EmrConfig
+from streaming.commands import UsageError
 from streaming.durations import PositiveDuration, spark_interval
 
 __all__ = ["AppConfig", "ConfigError", "load_config", "spark_interval"]
@@ -38,7 +39,7 @@ ENV_PREFIX = "MEDIAPULSE__"
 ENV_DELIMITER = "__"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration file, override or environment variable is invalid."""
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sinks.warehouse.base import Warehouse, WarehouseError, WarehouseMissingError
+from sinks.warehouse.base import Warehouse, WarehouseError
+from streaming.commands import add_config_arguments, exit_code
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -70,15 +70,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", type=Path, help="YAML config (default: config/local.yaml)")
-        sub.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config key (repeatable)",
-        )
+        add_config_arguments(sub)
         return sub
 
     common("init", "create schema, tables and analyst views (idempotent)").set_defaults(func=_run_init)
@@ -108,7 +100,7 @@ def _guarded(run: Any) -> Any:
             return run(args)
         except (ConfigError, WarehouseError) as e:
             sys.stderr.write(f"error: {e}\n")
-            return 2 if isinstance(e, ConfigError | WarehouseMissingError) else 1
+            return exit_code(e)
 
     return wrapper
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from streaming.commands import UsageError
 from streaming.schema import ENGAGEMENT, ColumnType
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the streaming query restarts from its checkpoint."""
 
 
-class WarehouseMissingError(WarehouseError):
+class WarehouseMissingError(UsageError, WarehouseError):
     """A reader found no warehouse (no DuckDB file, or no table) and created nothing."""
 
 
