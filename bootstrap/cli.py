@@ -24,7 +24,7 @@ Handler = Callable[[argparse.Namespace, Any], int]
 
 
 def _duration_seconds(text: str) -> float:
-    from bootstrap.settings import parse_duration
+    from streaming.durations import parse_duration
 
     try:
         return parse_duration(text).total_seconds()

@@ -1,8 +1,8 @@
 """The ``emr:`` section of the configuration: how mediapulse is deployed on Amazon EMR (EC2).
 
-One frozen pydantic tree, like :mod:`streaming.config` (which types ``AppConfig.emr`` with
-:class:`EmrConfig`); this module imports nothing from ``streaming`` so that it can. Nothing here is
-secret: roles, keys and secrets are referenced by name or ARN, never by value.
+One frozen pydantic tree, like :mod:`streaming.config`, which keeps the section as written:
+:func:`emr_settings` validates it here, so the app's configuration does not depend on the deployer.
+Nothing here is secret: roles, keys and secrets are referenced by name or ARN, never by value.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from streaming.commands import UsageError
-from streaming.durations import parse_duration
+from streaming.durations import PositiveDuration as Duration
 
 # The AWS runtime for Apache Spark release that ships Spark 4.0 on EMR on EC2 (Spark 4.0.2-amzn-0,
 # Python 3.11-3.13, Corretto 17). The 7.x line ships Spark 3.5 and cannot run this app.
@@ -63,14 +62,6 @@ def instance_architecture(instance_type: str) -> Architecture:
         return "aarch64"
     match = _FAMILY.match(instance_type)
     return "aarch64" if match and "g" in match["attributes"].split("-")[0] else "x86_64"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    Field(gt=timedelta(0)),
-    PlainSerializer(lambda v: f"{int(v.total_seconds())} s", return_type=str),
-]
 
 
 def _s3_uri(value: str) -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from streaming.config import spark_interval
+from streaming.durations import spark_interval
 from streaming.schema import ENGAGEMENT, WATCHED_EVENT_TYPES
 
 GROUP_KEYS = ENGAGEMENT.names("group")

@@ -29,14 +29,24 @@ from pydantic import (
     model_validator,
 )
 
-from bootstrap.settings import EmrConfig
 from streaming.commands import UsageError
 from streaming.durations import PositiveDuration, spark_interval
 
-__all__ = ["AppConfig", "ConfigError", "load_config", "spark_interval"]
+# spark_interval lives in streaming.durations; streaming/query.py still imports it from here.
+__all__ = ["WAREHOUSE_SCHEMES", "AppConfig", "ConfigError", "is_table_name", "load_config", "spark_interval"]
 
 ENV_PREFIX = "MEDIAPULSE__"
 ENV_DELIMITER = "__"
+
+# The warehouse backends, by the scheme of ``warehouse.url`` (sinks.warehouse.open_warehouse opens them).
+WAREHOUSE_SCHEMES = ("duckdb", "postgresql", "redshift")
+_SQL_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,126}"
+_TABLE_NAME = re.compile(rf"{_SQL_NAME}(\.{_SQL_NAME})?")
+
+
+def is_table_name(name: str) -> bool:
+    """Whether ``name`` is a plain SQL identifier, optionally qualified by its schema (``schema.table``)."""
+    return _TABLE_NAME.fullmatch(name) is not None
 
 
 class ConfigError(UsageError, ValueError):
@@ -205,14 +215,14 @@ class WarehouseConfig(_Section):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         scheme = value.split(":", 1)[0]
-        if scheme not in {"duckdb", "postgresql", "redshift"}:
-            raise ValueError(f"unsupported warehouse url scheme {scheme!r} (duckdb, postgresql, redshift)")
+        if scheme not in WAREHOUSE_SCHEMES:
+            raise ValueError(f"unsupported warehouse url scheme {scheme!r} ({', '.join(WAREHOUSE_SCHEMES)})")
         return value
 
     @field_validator("table", "ledger_table")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,126}(\.[A-Za-z_][A-Za-z0-9_]{0,126})?", value):
+        if not is_table_name(value):
             raise ValueError(f"not a valid SQL identifier: {value!r}")
         return value
 
@@ -291,9 +301,11 @@ class AppConfig(_Section):
     trigger: TriggerConfig = TriggerConfig()
     run: RunConfig = RunConfig()
     spark: SparkConfig = SparkConfig()
-    emr: EmrConfig | None = Field(
+    # The EMR deployment belongs to bootstrap/: the app keeps the section as written and `mediapulse emr`
+    # validates it (bootstrap.settings.emr_settings), so the app's config does not depend on the deployer.
+    emr: dict[str, Any] | None = Field(
         default=None,
-        description="Amazon EMR deployment, read by `mediapulse emr …` (see docs/deploy-emr.md)",
+        description="Amazon EMR deployment, validated and read by `mediapulse emr …` (docs/deploy-emr.md)",
     )
 
     @property

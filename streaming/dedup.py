@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pyspark.sql import DataFrame
 
-from streaming.config import spark_interval
+from streaming.durations import spark_interval
 
 
 def deduplicate(events: DataFrame, time_column: str, within: timedelta, key: str = "event_id") -> DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError, WarehouseMissingError
+from streaming.config import WAREHOUSE_SCHEMES
 
 if TYPE_CHECKING:
     from streaming.config import WarehouseConfig
@@ -38,4 +39,4 @@ def open_warehouse(cfg: WarehouseConfig, *, read_only: bool = False) -> Warehous
         from sinks.warehouse.redshift import RedshiftWarehouse
 
         return RedshiftWarehouse.from_config(cfg)
-    raise WarehouseError(f"unsupported warehouse url scheme {scheme!r}")
+    raise WarehouseError(f"unsupported warehouse url scheme {scheme!r} ({', '.join(WAREHOUSE_SCHEMES)})")

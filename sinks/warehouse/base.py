@@ -17,13 +17,13 @@ below is derived from that one definition.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from streaming.commands import UsageError
+from streaming.config import is_table_name
 from streaming.schema import ENGAGEMENT, ColumnType
 
 if TYPE_CHECKING:
@@ -46,9 +46,6 @@ TOP_ORDERINGS: dict[str, str] = {
     "completion_rate": "CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)",
 }
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,126}$")
-
-
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the streaming query restarts from its checkpoint."""
 
@@ -59,8 +56,7 @@ class WarehouseMissingError(UsageError, WarehouseError):
 
 def validate_identifier(name: str, what: str = "identifier") -> str:
     """Return ``name`` if it is a plain SQL identifier (optionally ``schema.table``), else raise."""
-    parts = name.split(".")
-    if not (1 <= len(parts) <= 2) or not all(_IDENTIFIER.match(p) for p in parts):
+    if not is_table_name(name):
         raise WarehouseError(f"invalid {what} {name!r}: use letters, digits and _ (optionally schema.table)")
     return name
 

@@ -8,7 +8,7 @@ import pytest
 
 from bootstrap.aws import Clients
 from bootstrap.iam import copy_role_policy, copy_role_trust_policy, instance_profile_policy, policies
-from bootstrap.settings import EmrConfigError
+from bootstrap.settings import EmrConfigError, emr_settings
 from tests.bootstrap.conftest import ACCOUNT, REGION, prod_config, small_config, staging_config
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/8c1e7f52-3a9d-4b6e-9f10-2d4c6a8b0e13"
@@ -210,7 +210,8 @@ def test_a_stream_under_its_own_key_is_decrypted_only_through_kinesis():
 
 
 def test_no_stream_key_statement_without_a_stream_key_or_with_the_cluster_s_key():
-    for cfg in (prod_config(), small_config(iam={"stream_kms_key_arn": small_config().emr.kms_key_arn})):
+    key_arn = emr_settings(small_config().emr).kms_key_arn
+    for cfg in (prod_config(), small_config(iam={"stream_kms_key_arn": key_arn})):
         sids = {s["Sid"] for s in instance_profile_policy(cfg)["Statement"]}
         assert "DecryptStream" not in sids
 

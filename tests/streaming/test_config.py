@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from streaming.config import AppConfig, ConfigError, load_config, spark_interval
+from streaming.config import AppConfig, ConfigError, load_config
+from streaming.durations import spark_interval
 
 
 def test_default_config_loads_with_documented_defaults():
