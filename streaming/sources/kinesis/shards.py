@@ -189,6 +189,31 @@ class ShardRead:
     calls: int = 0
 
 
+@dataclass
+class _Cursor:
+    """Where one read of one shard stands: its iterator, what it read, and what it must still check."""
+
+    shard_id: str
+    state: _ShardState
+    read: ShardRead
+    start_timestamp_ms: int | None
+    replay: bool
+    iterator: str | None = None
+    expected: str | None = None  # the checkpointed record the first answer must start with
+    reusable: bool = True  # whether ``iterator`` may serve the next fetch
+    done: bool = False
+
+
+@dataclass
+class _Page:
+    """One GetRecords answer, the checkpointed record dropped."""
+
+    records: list[Any]
+    next_iterator: str | None
+    caught_up: bool  # nothing newer in the shard
+    reached: bool = False  # replay: the batch's last record is among the records
+
+
 class StreamFetcher:
     """Reads one stream for the Python source; holds per-shard pacing and iterators between fetches."""
 
@@ -391,7 +416,7 @@ class StreamFetcher:
         batches: list[pa.RecordBatch] = []
         for round_ in lineage_rounds(work, parents):
             reads = self._map(
-                lambda s: self._read_shard(s, work[s][0], start.start_timestamp_ms, until=work[s][1]), round_
+                lambda s: self._replay_shard(s, work[s][0], start.start_timestamp_ms, work[s][1]), round_
             )
             for read in reads:
                 batches.extend(read.batches)
@@ -450,10 +475,27 @@ class StreamFetcher:
         deadline: float,
         closed: bool,
     ) -> ShardRead:
+        """Read one shard from ``position`` until it is caught up (a ``closed`` one: until its end),
+        ``budget`` runs out or ``deadline`` passes; its iterator is kept for the next fetch."""
         try:
-            return self._read_shard(
-                shard_id, position, start.start_timestamp_ms, budget, deadline, closed=closed
-            )
+            cursor = self._open(shard_id, position, start.start_timestamp_ms, replay=False)
+            while not cursor.done and not budget.exhausted and cursor.state.pacer.wait(deadline):
+                limit = budget.reserve(self._records_per_call(cursor.state))
+                if limit == 0:
+                    break
+                page = self._next_page(cursor, limit, budget)
+                if page is None:
+                    continue  # the iterator had expired: renewed
+                expanded = expand(page.records)
+                kept = budget.settle(limit, [row_count(u) for u in expanded])
+                if not self._take(cursor, page, page.records[:kept], expanded[:kept]):
+                    break
+                if page.caught_up and not closed:
+                    break
+                if not page.caught_up and self._clock() >= deadline:
+                    break
+            self._close(cursor)
+            return cursor.read
         finally:
             budget.shard_done()
 
@@ -506,160 +548,173 @@ class StreamFetcher:
             raise
         return answer.get("ShardIterator"), expected
 
-    def _read_shard(
-        self,
-        shard_id: str,
-        position: str,
-        start_timestamp_ms: int | None,
-        budget: Budget | None = None,
-        deadline: float | None = None,
-        until: str | None = None,
-        closed: bool = False,
+    def _replay_shard(
+        self, shard_id: str, position: str, start_timestamp_ms: int | None, until: str
     ) -> ShardRead:
-        """Read one shard from ``position``.
+        """Read one shard from ``position`` to the batch's end ``until`` (a sequence number, included, or
+        ``SHARD_END``): anything short of it is a gap."""
+        cursor = self._open(shard_id, position, start_timestamp_ms, replay=True)
+        until_sequence = sequence_of(until)
+        idle_polls = 0
+        while not cursor.done and cursor.state.pacer.wait():
+            page = self._next_page(cursor, MAX_RECORDS_PER_CALL)
+            if page is None:
+                continue  # the iterator had expired: renewed
+            records = page.records if until_sequence is None else self._up_to(cursor, page, until_sequence)
+            if not self._take(cursor, page, records, expand(records)):
+                break
+            if not page.caught_up:
+                continue
+            if until != SHARD_END:
+                self._data_loss(
+                    f"{self._where(shard_id)}: the batch's last record {until_sequence} is no longer in "
+                    "the shard while replaying"
+                )
+                break
+            idle_polls = 0 if page.records else idle_polls + 1
+            if idle_polls >= MAX_IDLE_POLLS_TO_SHARD_END:
+                raise KinesisSourceError(
+                    f"{self._where(shard_id)}: replaying a batch that read this shard to its end, but "
+                    f"the shard still reports no end after {idle_polls} polls"
+                )
+        self._close(cursor)
+        return cursor.read
 
-        Fetch mode (``until`` is None): until the shard is caught up (a ``closed`` one: until its end),
-        ``budget`` runs out or ``deadline`` passes. Replay mode: until the end position ``until`` (a
-        sequence number, included, or ``SHARD_END``) - anything short of it is a gap.
-        """
+    def _open(self, shard_id: str, position: str, start_timestamp_ms: int | None, *, replay: bool) -> _Cursor:
+        """A cursor at ``position``: a fetch takes the iterator the last fetch kept, if it is still
+        there and fresh; anything else gets a fresh iterator."""
         state = self._state(shard_id)
-        read = ShardRead(shard_id, position, [])
-        until_sequence = sequence_of(until) if until else None
-        until_number = int(until_sequence) if until_sequence is not None else None
-        replay = until is not None
-
-        def fresh_iterator(at: str) -> tuple[str | None, str | None]:
-            trusted = (
-                not replay
-                and state.verified is not None
-                and state.verified[0] == at
-                and self._wall() - state.verified[1] < VERIFIED_TTL
-            )
-            return self._iterator(shard_id, at, start_timestamp_ms, verify=not trusted)
-
-        cached = state.cached
-        state.cached = None
+        cursor = _Cursor(shard_id, state, ShardRead(shard_id, position, []), start_timestamp_ms, replay)
+        cached, state.cached = state.cached, None
         if (
             not replay
             and cached is not None
             and cached.position == position
             and self._wall() - cached.created < ITERATOR_TTL
         ):
-            iterator, expected = cached.iterator, None
+            cursor.iterator = cached.iterator
         else:
-            iterator, expected = fresh_iterator(position)
+            self._renew(cursor)
+        return cursor
+
+    def _renew(self, cursor: _Cursor) -> None:
+        """A fresh iterator at the cursor's position, checked against the checkpoint unless this source
+        read on from there without a gap lately (fetches only). A shard that is gone is done."""
+        state, at = cursor.state, cursor.read.position
+        trusted = (
+            not cursor.replay
+            and state.verified is not None
+            and state.verified[0] == at
+            and self._wall() - state.verified[1] < VERIFIED_TTL
+        )
+        start_ms = cursor.start_timestamp_ms
+        iterator, expected = self._iterator(cursor.shard_id, at, start_ms, verify=not trusted)
+        cursor.expected = cursor.expected or expected
         if iterator is None:  # the shard is gone (and that loss is allowed): it is done
-            read.position = SHARD_END
-            return read
+            cursor.read.position = SHARD_END
+            cursor.done, cursor.reusable = True, False
+        else:
+            cursor.iterator = iterator
 
-        reusable = True
-        idle_polls = 0
-        while True:
-            if budget is not None and budget.exhausted:
-                break
-            if not state.pacer.wait(deadline):
-                break
-            # Ask for what the shard may deliver in one call slot (2 MB/s / 5 calls = 400 KB): as fast as
-            # Kinesis allows, and small answers keep Kinesis busy while this side parses.
-            per_slot = self.settings.read_bytes_per_second / self.settings.get_records_per_second
-            cap = MAX_RECORDS_PER_CALL
-            if per_slot > 0:
-                cap = max(MIN_RECORDS_PER_CALL, min(cap, math.ceil(per_slot / state.record_bytes)))
-            limit = budget.reserve(cap) if budget is not None else MAX_RECORDS_PER_CALL
-            if limit == 0:
-                break
-            try:
-                answer = self._call(  # every attempt, a retry too, waits for its turn on the shard
-                    lambda it=iterator, n=limit: state.pacer.call(
-                        lambda: self.client.get_records(ShardIterator=it, Limit=n), _returned_bytes
-                    ),
-                    f"GetRecords {self._where(shard_id)}",
+    def _records_per_call(self, state: _ShardState) -> int:
+        """What the shard may deliver in one call slot (2 MB/s / 5 calls = 400 KB): as fast as Kinesis
+        allows, and small answers keep Kinesis busy while this side parses."""
+        per_slot = self.settings.read_bytes_per_second / self.settings.get_records_per_second
+        if per_slot <= 0:
+            return MAX_RECORDS_PER_CALL
+        return max(MIN_RECORDS_PER_CALL, min(MAX_RECORDS_PER_CALL, math.ceil(per_slot / state.record_bytes)))
+
+    def _next_page(self, cursor: _Cursor, limit: int, budget: Budget | None = None) -> _Page | None:
+        """One GetRecords call for at most ``limit`` records, the checkpointed record checked and dropped;
+        ``None`` when the iterator had expired (it is renewed, or the cursor is done). A failed call gives
+        its ``limit`` back to ``budget``."""
+        state = cursor.state
+        try:
+            answer = self._call(  # every attempt, a retry too, waits for its turn on the shard
+                lambda it=cursor.iterator, n=limit: state.pacer.call(
+                    lambda: self.client.get_records(ShardIterator=it, Limit=n), _returned_bytes
+                ),
+                f"GetRecords {self._where(cursor.shard_id)}",
+            )
+        except ClientError as e:
+            if budget is not None:
+                budget.settle(limit)
+            if error_code(e) != "ExpiredIteratorException":
+                raise
+            self._renew(cursor)
+            return None
+        cursor.read.calls += 1
+        records = answer.get("Records", [])
+        if records:
+            state.record_bytes = 0.5 * state.record_bytes + 0.5 * _returned_bytes(answer) / len(records)
+        next_iterator = answer.get("NextShardIterator")
+        caught_up = answer.get("MillisBehindLatest", 0) == 0 and len(records) < limit
+        records = self._after_checkpoint(cursor, records, at_end=next_iterator is None or caught_up)
+        return _Page(records, next_iterator, caught_up)
+
+    def _after_checkpoint(self, cursor: _Cursor, records: list[Any], *, at_end: bool) -> list[Any]:
+        """The first answer after a checked resume starts with the checkpointed record: drop it. When it
+        is missing, records after the checkpoint may have expired unread."""
+        expected = cursor.expected
+        if expected is None:
+            return records
+        if records:
+            if records[0]["SequenceNumber"] == expected:
+                records = records[1:]
+            else:
+                self._data_loss(
+                    f"{self._where(cursor.shard_id)}: the checkpointed record {expected} has expired and "
+                    f"the oldest record left is {records[0]['SequenceNumber']}; records between them "
+                    "may have expired unread"
                 )
-            except ClientError as e:
-                if budget is not None:
-                    budget.settle(limit)
-                if error_code(e) != "ExpiredIteratorException":
-                    raise
-                iterator, again = fresh_iterator(read.position)
-                expected = expected or again
-                if iterator is None:
-                    read.position = SHARD_END
-                    return read
+            cursor.expected = None
+        elif at_end:
+            self._data_loss(
+                f"{self._where(cursor.shard_id)}: the checkpointed record {expected} has expired; "
+                "records after it may have expired unread"
+            )
+            cursor.expected = None
+        return records
+
+    def _up_to(self, cursor: _Cursor, page: _Page, until_sequence: str) -> list[Any]:
+        """The page's records up to the batch's last record ``until_sequence``, included; finding a later
+        one instead means it expired."""
+        until_number = int(until_sequence)
+        for index, record in enumerate(page.records):
+            number = int(record["SequenceNumber"])
+            if number < until_number:
                 continue
-            read.calls += 1
-            records = answer.get("Records", [])
-            if records:
-                state.record_bytes = 0.5 * state.record_bytes + 0.5 * _returned_bytes(answer) / len(records)
-            next_iterator = answer.get("NextShardIterator")
-            caught_up = answer.get("MillisBehindLatest", 0) == 0 and len(records) < limit
+            page.reached = True
+            if number == until_number:
+                return page.records[: index + 1]
+            self._data_loss(
+                f"{self._where(cursor.shard_id)}: the batch's last record {until_sequence} has "
+                f"expired (found {record['SequenceNumber']} after it) while replaying"
+            )
+            return page.records[:index]
+        return page.records
 
-            if expected is not None:
-                if records:
-                    if records[0]["SequenceNumber"] == expected:
-                        records = records[1:]
-                    else:
-                        self._data_loss(
-                            f"{self._where(shard_id)}: the checkpointed record {expected} has expired and "
-                            f"the oldest record left is {records[0]['SequenceNumber']}; records between them "
-                            "may have expired unread"
-                        )
-                    expected = None
-                elif next_iterator is None or caught_up:
-                    self._data_loss(
-                        f"{self._where(shard_id)}: the checkpointed record {expected} has expired; "
-                        "records after it may have expired unread"
-                    )
-                    expected = None
+    def _take(self, cursor: _Cursor, page: _Page, records: list[Any], expanded: list[Any]) -> bool:
+        """Add ``records`` (the first of the page's) to the read; whether the read may go on."""
+        read = cursor.read
+        if records:
+            read.batches.append(to_record_batch(self.settings.stream, records, expanded))
+            read.rows += sum(row_count(u) for u in expanded)
+            read.position = after(records[-1]["SequenceNumber"])
+        if len(records) < len(page.records) or page.reached:
+            cursor.reusable = False  # the iterator is past records this read did not take
+            return False
+        if page.next_iterator is None:
+            read.position = SHARD_END
+            cursor.reusable = False
+            return False
+        cursor.iterator = page.next_iterator
+        return True
 
-            reached = False
-            if until_number is not None:
-                for index, record in enumerate(records):
-                    number = int(record["SequenceNumber"])
-                    if number >= until_number:
-                        reached = True
-                        if number > until_number:
-                            self._data_loss(
-                                f"{self._where(shard_id)}: the batch's last record {until_sequence} has "
-                                f"expired (found {record['SequenceNumber']} after it) while replaying"
-                            )
-                            records = records[:index]
-                        else:
-                            records = records[: index + 1]
-                        break
-
-            expanded = expand(records)
-            kept = len(records) if budget is None else budget.settle(limit, [row_count(u) for u in expanded])
-            if kept:
-                read.batches.append(to_record_batch(self.settings.stream, records[:kept], expanded[:kept]))
-                read.rows += sum(row_count(u) for u in expanded[:kept])
-                read.position = after(records[kept - 1]["SequenceNumber"])
-            if kept < len(records) or reached:
-                reusable = False  # the iterator is past records this read did not take
-                break
-            if next_iterator is None:
-                read.position = SHARD_END
-                reusable = False
-                break
-            iterator = next_iterator
-            if caught_up:
-                if replay and until != SHARD_END:
-                    self._data_loss(
-                        f"{self._where(shard_id)}: the batch's last record {until_sequence} is no longer in "
-                        "the shard while replaying"
-                    )
-                if (not replay and not closed) or (replay and until != SHARD_END):
-                    break
-                idle_polls = 0 if records else idle_polls + 1
-                if replay and idle_polls >= MAX_IDLE_POLLS_TO_SHARD_END:
-                    raise KinesisSourceError(
-                        f"{self._where(shard_id)}: replaying a batch that read this shard to its end, but "
-                        f"the shard still reports no end after {idle_polls} polls"
-                    )
-            elif not replay and deadline is not None and self._clock() >= deadline:
-                break
-
-        if reusable and not replay and expected is None:
-            state.cached = _CachedIterator(read.position, iterator, self._wall())
-        if read.position != SHARD_END and expected is None:  # checked, or trusted: no gap up to here
+    def _close(self, cursor: _Cursor) -> None:
+        """Keep a fetch's iterator for the next fetch; note a position reached without a gap."""
+        read, state = cursor.read, cursor.state
+        if cursor.reusable and not cursor.replay and cursor.expected is None:
+            state.cached = _CachedIterator(read.position, cursor.iterator, self._wall())
+        if read.position != SHARD_END and cursor.expected is None:  # checked, or trusted: no gap up to here
             state.verified = (read.position, self._wall())
-        return read
