@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools.producer import create_stream, send_lines  # noqa: E402
-from streaming.config import SourceConfig, SparkConfig  # noqa: E402
+from streaming.config import KinesisSourceConfig as SourceConfig  # noqa: E402
+from streaming.config import SparkConfig  # noqa: E402
 from streaming.session import build_session  # noqa: E402
 from streaming.sources.kinesis import read_kinesis  # noqa: E402
 from streaming.sources.kinesis.client import make_client  # noqa: E402

@@ -17,13 +17,15 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -57,8 +59,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SourceConfig(_Section):
-    kind: Literal["files", "kinesis"] = Field(
+class FilesSourceConfig(_Section):
+    kind: Literal["files"] = Field(
         default="files", description="where events come from: files below `source.path`, or a Kinesis stream"
     )
     path: str = Field(
@@ -69,7 +71,15 @@ class SourceConfig(_Section):
     max_files_per_trigger: int = Field(
         default=100, ge=1, description="at most this many new files enter one micro-batch (oldest first)"
     )
-    # Kinesis: ignored for kind=files.
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        return _known_source_kind(value)
+
+
+class KinesisSourceConfig(_Section):
+    kind: Literal["kinesis"] = Field(description="where events come from: a Kinesis stream")
     stream_name: str | None = Field(
         default=None, description="Kinesis stream to read (required with `source.kind: kinesis`)"
     )
@@ -128,13 +138,40 @@ class SourceConfig(_Section):
         "`auto` (the connector when its jar is on the classpath); see docs/kinesis.md",
     )
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        return _known_source_kind(value)
+
     @model_validator(mode="after")
-    def _kinesis_needs_stream(self) -> SourceConfig:
-        if self.kind == "kinesis" and not self.stream_name:
+    def _kinesis_needs_stream(self) -> KinesisSourceConfig:
+        if not self.stream_name:
             raise ValueError("source.stream_name is required when source.kind is 'kinesis'")
         if self.starting_position == "AT_TIMESTAMP" and not self.starting_timestamp:
             raise ValueError("source.starting_timestamp is required with starting_position AT_TIMESTAMP")
         return self
+
+
+# The source section, by its `kind`: each kind has its own keys and no other's.
+SOURCE_KINDS: dict[str, type[_Section]] = {"files": FilesSourceConfig, "kinesis": KinesisSourceConfig}
+
+
+def _known_source_kind(value: Any) -> Any:
+    if value not in SOURCE_KINDS:
+        raise ValueError(f"Input should be {' or '.join(repr(kind) for kind in SOURCE_KINDS)}")
+    return value
+
+
+def _source_kind(section: Any) -> str:
+    """The variant a source section is validated as; an unknown kind is refused by the default one."""
+    kind = section.get("kind", "files") if isinstance(section, Mapping) else getattr(section, "kind", None)
+    return kind if kind in SOURCE_KINDS else "files"
+
+
+SourceConfig = Annotated[
+    Annotated[FilesSourceConfig, Tag("files")] | Annotated[KinesisSourceConfig, Tag("kinesis")],
+    Discriminator(_source_kind),
+]
 
 
 class ValidationConfig(_Section):
@@ -290,7 +327,7 @@ class SparkConfig(_Section):
 
 class AppConfig(_Section):
     app_name: str = Field(default="mediapulse", description="Spark application name")
-    source: SourceConfig = SourceConfig()
+    source: SourceConfig = FilesSourceConfig()
     validation: ValidationConfig = ValidationConfig()
     dedup: DedupConfig = DedupConfig()
     dimensions: DimensionsConfig = DimensionsConfig()
@@ -362,6 +399,28 @@ def _origin(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], file: 
     return ", ".join(below) if below else f"config file {file}"
 
 
+def _drop_other_kinds_keys(raw: dict[str, Any], origins: Mapping[tuple[str, ...], str]) -> None:
+    """When an override switches ``source.kind``, the file's keys of the other kind no longer apply:
+    ``--set source.kind=kinesis`` over a file that reads files drops the file's ``source.path``. Keys
+    of no kind, and keys an override sets, stay and are checked."""
+    section = raw.get("source")
+    if ("source", "kind") not in origins or not isinstance(section, dict):
+        return
+    model = SOURCE_KINDS.get(section.get("kind"))
+    if model is None:
+        return
+    others = {key for kind in SOURCE_KINDS.values() for key in kind.model_fields} - set(model.model_fields)
+    for key in [key for key in section if key in others and ("source", key) not in origins]:
+        del section[key]
+
+
+def _without_tag(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """``source.kinesis.stream_name`` -> ``source.stream_name``: the kind is the section's, not a key."""
+    if len(loc) >= 2 and loc[0] == "source" and loc[1] in SOURCE_KINDS:
+        return loc[:1] + loc[2:]
+    return loc
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
@@ -391,12 +450,13 @@ def load_config(
         _set_path(raw, key.strip(), _scalar(value), origin)
         origins[tuple(p for p in key.strip().split(".") if p)] = origin
 
+    _drop_other_kinds_keys(raw, origins)
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            loc = tuple(str(p) for p in err["loc"])
+            loc = _without_tag(tuple(str(p) for p in err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"

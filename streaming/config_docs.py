@@ -8,10 +8,11 @@ place a key is explained). ``mediapulse docs-config --update README.md`` rewrite
 
 from __future__ import annotations
 
+import copy
 import types
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
@@ -36,11 +37,17 @@ def _members(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
-def _section(annotation: Any) -> type[BaseModel] | None:
-    """The model of a nested section that is always present (optional sections are one row)."""
+def _sections(annotation: Any) -> tuple[type[BaseModel], ...]:
+    """The models of a nested section that is always present: one, or one per kind of a section keyed on
+    ``kind`` (``source``). Optional sections are one row."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
+        return (annotation,)
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return ()
+    kinds = tuple(get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(annotation))
+    if all(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds):
+        return kinds
+    return ()
 
 
 def _duration(value: timedelta) -> str:
@@ -103,13 +110,23 @@ def _cell(text: str) -> str:
 
 
 def _fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
-    """Every key with its field, nested sections walked in declaration order."""
+    """Every key with its field, nested sections walked in declaration order. A section keyed on ``kind``
+    lists each kind's keys once, after one ``kind`` row that accepts every kind."""
     for name, field in model.model_fields.items():
-        section = _section(field.annotation)
-        if section is None:
+        sections = _sections(field.annotation)
+        if not sections:
             yield f"{prefix}{name}", field
-        else:
-            yield from _fields(section, f"{prefix}{name}.")
+            continue
+        seen: dict[str, FieldInfo] = {}
+        for section in sections:
+            for key, member in _fields(section, f"{prefix}{name}."):
+                if key not in seen:
+                    seen[key] = member
+                elif get_origin(seen[key].annotation) is Literal:  # the kind: every section's choices
+                    merged, choices = copy.copy(seen[key]), get_args(seen[key].annotation)
+                    merged.annotation = Literal[(*choices, *get_args(member.annotation))]
+                    seen[key] = merged
+        yield from seen.items()
 
 
 def _set_in(raw: dict[str, Any], config: BaseModel, key: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from streaming.config import SourceConfig
+from streaming.config import FilesSourceConfig
 from streaming.storage import path_exists
 
 
@@ -13,7 +13,7 @@ class SourceError(ValueError):
     """The configured source cannot be read."""
 
 
-def read_files(spark: SparkSession, cfg: SourceConfig) -> DataFrame:
+def read_files(spark: SparkSession, cfg: FilesSourceConfig) -> DataFrame:
     """A stream of raw records (``value, source, ingest_time``) from every file below ``cfg.path``.
 
     Gzip is decompressed by file extension; ``YYYY/MM/DD/HH/`` sub-folders are walked; at most

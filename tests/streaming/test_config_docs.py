@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from streaming.cli import main
-from streaming.config import AppConfig, load_config
+from streaming.config import AppConfig, FilesSourceConfig, KinesisSourceConfig, load_config
 from streaming.config_docs import config_rows, config_table, with_config_table
 
 ROOT = Path(__file__).parents[2]
@@ -32,19 +32,33 @@ def _value(config: object, key: str) -> object:
     return config
 
 
+# The source section is keyed on `kind`: its Kinesis keys exist in a tree that reads Kinesis.
+TO_KINESIS = ["source.kind=kinesis", "source.stream_name=events"]
+
+
+def _kinesis_key(key: str) -> bool:
+    return key.startswith("source.") and key.removeprefix("source.") not in FilesSourceConfig.model_fields
+
+
 def test_the_configuration_table_lists_every_key_of_the_config_tree():
-    assert {row[0] for row in config_rows()} == _leaves(AppConfig().model_dump())
+    kinesis = AppConfig(source={"kind": "kinesis", "stream_name": "events"})
+    assert {row[0] for row in config_rows()} == _leaves(AppConfig().model_dump()) | _leaves(
+        kinesis.model_dump()
+    )
 
 
 def test_each_documented_default_loads_as_the_default_the_code_uses():
-    defaults = AppConfig()
+    files_defaults = AppConfig()
+    kinesis_defaults = AppConfig.model_construct(source=KinesisSourceConfig.model_construct(kind="kinesis"))
     for key, default, _, _ in config_rows():
-        node = _value(defaults, key)
+        kinesis = _kinesis_key(key)
+        node = _value(kinesis_defaults if kinesis else files_defaults, key)
         if default == "unset":
             assert node is None, key
             continue
         shown = default.split("`")[1]
-        loaded = _value(load_config(ROOT / "config" / "local.yaml", [f"{key}={shown}"], environ={}), key)
+        overrides = [*(TO_KINESIS if kinesis else []), f"{key}={shown}"]
+        loaded = _value(load_config(ROOT / "config" / "local.yaml", overrides, environ={}), key)
         assert loaded == node, f"{key}: the table says {shown!r}, the code uses {node!r}"
 
 

@@ -20,7 +20,7 @@ import time
 
 from pyspark.sql import DataFrame, SparkSession
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis.checkpoint import MARKER_FILE, claim_checkpoint, pinned_start_ms
 from streaming.sources.kinesis.connector import connector_available, read_connector
 from streaming.sources.kinesis.errors import (
@@ -49,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def choose_implementation(spark: SparkSession, cfg: SourceConfig) -> str:
+def choose_implementation(spark: SparkSession, cfg: KinesisSourceConfig) -> str:
     """``connector`` or ``python``, resolving ``auto`` by whether the connector's class loads."""
     if cfg.implementation == "connector":
         if not connector_available(spark):
@@ -63,7 +63,7 @@ def choose_implementation(spark: SparkSession, cfg: SourceConfig) -> str:
     return "connector" if connector_available(spark) else "python"
 
 
-def read_kinesis(spark: SparkSession, cfg: SourceConfig, checkpoint_path: str) -> DataFrame:
+def read_kinesis(spark: SparkSession, cfg: KinesisSourceConfig, checkpoint_path: str) -> DataFrame:
     """The configured stream as a streaming DataFrame in the connector's schema.
 
     ``checkpoint_path`` is the ``checkpointLocation`` of the query that consumes the frame. With the

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.listener import SourceProgress
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis.client import QUOTA_WINDOW
 from streaming.sources.kinesis.offsets import OFFSET_VERSION, KinesisOffset
 from streaming.sources.kinesis.python_source import settings_from_options, source_options
@@ -41,7 +41,7 @@ def _end_offset(source: SourceProgress) -> dict[str, Any] | None:
     return end if isinstance(end, dict) and end.get("version") == OFFSET_VERSION else None
 
 
-def behind_latest(cfg: SourceConfig, query: StreamingQuery) -> bool:
+def behind_latest(cfg: KinesisSourceConfig, query: StreamingQuery) -> bool:
     """Whether any shard holds records the finished run ``query`` left unread that arrived before the
     run's last batch began (``MillisBehindLatest`` > 0, seen from that batch's end offset).
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from py4j.protocol import Py4JError
 from pyspark.sql import DataFrame, SparkSession
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis.errors import KinesisSourceError
 from streaming.sources.kinesis.offsets import timestamp_ms
 from streaming.sources.kinesis.records import KINESIS_SCHEMA
@@ -21,7 +21,7 @@ MIN_FETCH_TIME_SECONDS = 10
 _CONSUMER_TYPES = {"polling": "GetRecords", "efo": "SubscribeToShard"}
 
 
-def _endpoint_and_region(cfg: SourceConfig) -> tuple[str, str]:
+def _endpoint_and_region(cfg: KinesisSourceConfig) -> tuple[str, str]:
     if cfg.endpoint_url:
         if not cfg.region:
             # The connector would guess the region from an AWS host name; a custom endpoint has none.
@@ -34,16 +34,16 @@ def _endpoint_and_region(cfg: SourceConfig) -> tuple[str, str]:
     return f"https://kinesis.{cfg.region}.amazonaws.com", cfg.region
 
 
-def _starting_position(cfg: SourceConfig) -> str:
+def _starting_position(cfg: KinesisSourceConfig) -> str:
     if cfg.starting_position != "AT_TIMESTAMP":
         return cfg.starting_position
-    assert cfg.starting_timestamp is not None  # guaranteed by SourceConfig's validation
+    assert cfg.starting_timestamp is not None  # guaranteed by KinesisSourceConfig's validation
     moment = datetime.fromtimestamp(timestamp_ms(cfg.starting_timestamp) // 1000, UTC)
     return f"AT_TIMESTAMP {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
-def connector_options(cfg: SourceConfig) -> dict[str, str]:
-    """``SourceConfig`` -> the connector's ``kinesis.*`` options (read case-insensitively by the connector).
+def connector_options(cfg: KinesisSourceConfig) -> dict[str, str]:
+    """``KinesisSourceConfig`` -> the connector's ``kinesis.*`` options (read case-insensitively by it).
 
     ``max_records_per_trigger`` becomes ``kinesis.maxFetchRecordsPerShard``: the connector bounds each
     shard, not the whole trigger. ``failOnDataLoss`` defaults to true here (the connector's own default is
@@ -91,7 +91,7 @@ def connector_available(spark: SparkSession) -> bool:
     return True
 
 
-def read_connector(spark: SparkSession, cfg: SourceConfig) -> DataFrame:
+def read_connector(spark: SparkSession, cfg: KinesisSourceConfig) -> DataFrame:
     """The stream through the connector; fails if its schema is not the one the pipeline expects."""
     frame = spark.readStream.format(CONNECTOR_FORMAT).options(**connector_options(cfg)).load()
     found = [(f.name, f.dataType) for f in frame.schema.fields]

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
 from pyspark.sql.types import StructType
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis.client import GET_RECORDS_PER_SECOND, READ_BYTES_PER_SECOND, RetryPolicy
 from streaming.sources.kinesis.errors import KinesisSourceError
 from streaming.sources.kinesis.offsets import KinesisOffset, timestamp_ms
@@ -43,8 +43,8 @@ def _millis(seconds: float) -> str:
     return str(round(seconds * 1000))
 
 
-def source_options(cfg: SourceConfig, latest_ms: int | None = None) -> dict[str, str]:
-    """``SourceConfig`` -> this source's options (strings, as Spark passes them).
+def source_options(cfg: KinesisSourceConfig, latest_ms: int | None = None) -> dict[str, str]:
+    """``KinesisSourceConfig`` -> this source's options (strings, as Spark passes them).
 
     ``latest_ms`` pins ``LATEST`` to that time (epoch milliseconds) instead of the first offset's.
     """
@@ -221,7 +221,7 @@ class KinesisDataSource(DataSource):
         return KinesisStreamReader(settings_from_options(self.options))
 
 
-def read_python(spark: SparkSession, cfg: SourceConfig, latest_ms: int | None = None) -> DataFrame:
+def read_python(spark: SparkSession, cfg: KinesisSourceConfig, latest_ms: int | None = None) -> DataFrame:
     """The stream through the Python source. Fails at once, naming it, if the stream does not exist.
 
     ``latest_ms`` pins ``LATEST`` (see :func:`source_options`)."""

@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 
 from devtools.producer import create_stream
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 
 ROOT = Path(__file__).resolve().parents[4]
 LAUNCHER = ROOT / "scripts" / "kinesalite-loopback.js"
@@ -139,10 +139,10 @@ def make_stream(kinesis_endpoint: str) -> Callable[[int], str]:
 
 
 @pytest.fixture
-def source_config(kinesis_endpoint: str) -> Callable[..., SourceConfig]:
+def source_config(kinesis_endpoint: str) -> Callable[..., KinesisSourceConfig]:
     """``source_config(stream, **overrides)``: the Kinesis source on the local server."""
 
-    def build(stream: str, **overrides: Any) -> SourceConfig:
+    def build(stream: str, **overrides: Any) -> KinesisSourceConfig:
         values: dict[str, Any] = {
             "kind": "kinesis",
             "stream_name": stream,
@@ -151,6 +151,6 @@ def source_config(kinesis_endpoint: str) -> Callable[..., SourceConfig]:
             "implementation": "python",
         }
         values.update(overrides)
-        return SourceConfig(**values)
+        return KinesisSourceConfig(**values)
 
     return build

@@ -6,16 +6,16 @@ from datetime import timedelta
 import pytest
 from pyspark.sql import SparkSession
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis import choose_implementation
 from streaming.sources.kinesis.connector import connector_available, connector_options
 from streaming.sources.kinesis.errors import KinesisSourceError
 
 
-def kinesis_config(**overrides: object) -> SourceConfig:
+def kinesis_config(**overrides: object) -> KinesisSourceConfig:
     values: dict[str, object] = {"kind": "kinesis", "stream_name": "events", "region": "eu-west-1"}
     values.update(overrides)
-    return SourceConfig.model_validate(values)
+    return KinesisSourceConfig.model_validate(values)
 
 
 def test_defaults_map_to_connector_options() -> None:
@@ -94,7 +94,7 @@ def test_connector_without_its_jar_is_refused(spark: SparkSession) -> None:
         choose_implementation(spark, kinesis_config(implementation="connector"))
 
 
-def test_python_source_refuses_enhanced_fan_out(source_config: Callable[..., SourceConfig]) -> None:
+def test_python_source_refuses_enhanced_fan_out(source_config: Callable[..., KinesisSourceConfig]) -> None:
     from streaming.sources.kinesis.python_source import source_options
 
     with pytest.raises(KinesisSourceError, match=r"needs source\.implementation 'connector'"):

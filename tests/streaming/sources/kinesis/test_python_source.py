@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis.client import RetryPolicy
 from streaming.sources.kinesis.errors import KinesisSourceError
 from streaming.sources.kinesis.python_source import settings_from_options, source_options
@@ -12,7 +12,7 @@ from streaming.sources.kinesis.shards import FetchSettings
 
 
 def test_config_reaches_the_reader_through_string_options() -> None:
-    cfg = SourceConfig(
+    cfg = KinesisSourceConfig(
         kind="kinesis",
         stream_name="events",
         region="eu-west-1",

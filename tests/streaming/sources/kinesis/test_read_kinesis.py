@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from devtools.producer import send_lines
-from streaming.config import SourceConfig
+from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis import (
     MARKER_FILE,
     ImplementationMismatchError,
@@ -72,7 +72,7 @@ def per_user(lines: list[str]) -> dict[str, list[str]]:
 def test_frame_has_the_connector_schema(
     spark: SparkSession,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     frame = read_kinesis(spark, source_config(make_stream(1)), str(tmp_path / "checkpoint"))
@@ -85,7 +85,7 @@ def test_available_now_yields_every_record_once_in_order_per_shard(
     spark: SparkSession,
     kinesis_endpoint: str,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     stream = make_stream(3)
@@ -108,7 +108,7 @@ def test_restart_from_checkpoint_reads_only_the_new_records(
     spark: SparkSession,
     kinesis_endpoint: str,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     stream = make_stream(2)
@@ -144,7 +144,7 @@ def test_restart_from_checkpoint_reads_only_the_new_records(
 def test_empty_stream_terminates_with_no_rows(
     spark: SparkSession,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
@@ -160,7 +160,7 @@ def test_max_records_per_trigger_bounds_every_batch(
     spark: SparkSession,
     kinesis_endpoint: str,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     stream = make_stream(2)
@@ -182,7 +182,7 @@ def test_max_records_per_trigger_bounds_every_batch(
 
 
 def test_missing_stream_is_named_before_the_query_starts(
-    spark: SparkSession, source_config: Callable[..., SourceConfig], tmp_path: Path
+    spark: SparkSession, source_config: Callable[..., KinesisSourceConfig], tmp_path: Path
 ) -> None:
     with pytest.raises(StreamNotFoundError, match="'no-such-stream' does not exist"):
         read_kinesis(spark, source_config("no-such-stream"), str(tmp_path / "checkpoint"))
@@ -191,7 +191,7 @@ def test_missing_stream_is_named_before_the_query_starts(
 def test_checkpoint_of_the_other_implementation_is_refused(
     spark: SparkSession,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
@@ -206,7 +206,7 @@ def test_checkpoint_of_the_other_implementation_is_refused(
 def test_checkpoint_with_offsets_but_no_marker_is_refused(
     spark: SparkSession,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
@@ -220,7 +220,7 @@ def test_checkpoint_with_offsets_but_no_marker_is_refused(
 def test_marker_of_a_checkpoint_without_offsets_is_replaced(
     spark: SparkSession,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
@@ -236,7 +236,7 @@ def test_latest_survives_a_restart_before_the_first_commit(
     spark: SparkSession,
     kinesis_endpoint: str,
     make_stream: Callable[[int], str],
-    source_config: Callable[..., SourceConfig],
+    source_config: Callable[..., KinesisSourceConfig],
     tmp_path: Path,
 ) -> None:
     """The first attempt plans batch 0 from LATEST and fails before committing it; the restart replays
