@@ -7,9 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.stub import Stubber
 
 from devtools.producer import (
@@ -21,16 +19,7 @@ from devtools.producer import (
     default_partition_key,
     send_lines,
 )
-
-
-def stubbed_client() -> Any:
-    return boto3.session.Session().client(
-        "kinesis",
-        region_name="us-east-1",
-        aws_access_key_id="stub",
-        aws_secret_access_key="stub",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+from tests.kinesis_stub import stubbed_client
 
 
 def accepted(count: int, shard: str = "shardId-000000000000") -> dict[str, Any]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
@@ -21,6 +19,7 @@ from streaming.sources.kinesis.client import (
 from streaming.sources.kinesis.errors import KinesisThrottledError
 from streaming.sources.kinesis.offsets import TRIM_HORIZON, KinesisOffset
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
+from tests.kinesis_stub import stubbed_client
 from tests.streaming.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 SHARD = "shardId-000000000000"
@@ -43,16 +42,6 @@ class FakeTime:
 
 def throttled(code: str = "ProvisionedThroughputExceededException") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "Rate exceeded for shard"}}, "GetRecords")
-
-
-def stubbed_client() -> Any:
-    return boto3.session.Session().client(
-        "kinesis",
-        region_name="us-east-1",
-        aws_access_key_id="stub",
-        aws_secret_access_key="stub",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
 
 
 def test_throttled_call_is_retried_with_capped_exponential_backoff() -> None:
