@@ -399,19 +399,29 @@ def _origin(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], file: 
     return ", ".join(below) if below else f"config file {file}"
 
 
+def _note(origins: dict[tuple[str, ...], str], dotted: str, origin: str) -> None:
+    """Record who set ``dotted`` last, keeping ``origins`` in the order keys were last set."""
+    key = tuple(p for p in dotted.split(".") if p)
+    origins.pop(key, None)
+    origins[key] = origin
+
+
 def _drop_other_kinds_keys(raw: dict[str, Any], origins: Mapping[tuple[str, ...], str]) -> None:
-    """When an override switches ``source.kind``, the file's keys of the other kind no longer apply:
-    ``--set source.kind=kinesis`` over a file that reads files drops the file's ``source.path``. Keys
-    of no kind, and keys an override sets, stay and are checked."""
+    """When an override switches ``source.kind``, the other kind's keys set before the switch no longer
+    apply: ``--set source.kind=kinesis`` over a file that reads files drops the file's ``source.path``.
+    Keys set after the switch stay and are checked. ``origins`` is in the order the keys were last set."""
     section = raw.get("source")
     if ("source", "kind") not in origins or not isinstance(section, dict):
         return
     model = SOURCE_KINDS.get(section.get("kind"))
     if model is None:
         return
+    order = list(origins)
+    switched = order.index(("source", "kind"))
     others = {key for kind in SOURCE_KINDS.values() for key in kind.model_fields} - set(model.model_fields)
-    for key in [key for key in section if key in others and ("source", key) not in origins]:
-        del section[key]
+    for key in [key for key in section if key in others]:
+        if ("source", key) not in origins or order.index(("source", key)) < switched:
+            del section[key]
 
 
 def _without_tag(loc: tuple[str, ...]) -> tuple[str, ...]:
@@ -441,14 +451,14 @@ def load_config(
     for name, dotted, value in _env_overrides(os.environ if environ is None else environ):
         origin = f"environment variable {name}"
         _set_path(raw, dotted, _scalar(value), origin)
-        origins[tuple(p for p in dotted.split(".") if p)] = origin
+        _note(origins, dotted, origin)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected key=value")
         origin = f"--set {key.strip()}"
         _set_path(raw, key.strip(), _scalar(value), origin)
-        origins[tuple(p for p in key.strip().split(".") if p)] = origin
+        _note(origins, key.strip(), origin)
 
     _drop_other_kinds_keys(raw, origins)
     try:
