@@ -23,6 +23,8 @@ class Field:
     type_doc: str
     rule: str
     choices: tuple[str, ...] = ()
+    lower_case: bool = False  # an enum compared case-insensitively and stored lower-case
+    default: int | None = None  # stored when the field is absent or null
 
 
 EVENT_FIELDS: tuple[Field, ...] = (
@@ -58,6 +60,7 @@ EVENT_FIELDS: tuple[Field, ...] = (
         ", ".join(f"`{p}`" for p in PLATFORMS),
         "case-insensitive, stored lower-case; anything else is invalid (`unknown_platform`)",
         PLATFORMS,
+        lower_case=True,
     ),
     Field("user_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", "pseudonymous viewer id"),
     Field(
@@ -73,7 +76,7 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("placement", "string", False, "string", ""),
     Field("country", "string", False, "string", ""),
     Field("app_version", "string", False, "string", ""),
-    Field("schema_version", "integer", False, "integer", "default 1"),
+    Field("schema_version", "integer", False, "integer", "default 1", default=1),
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
