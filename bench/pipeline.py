@@ -43,6 +43,8 @@ from measure import (
     set_args,
 )
 
+from streaming.commands import add_overrides_argument
+
 MEMORY_GROWTH_LIMIT = 1.2
 
 
@@ -186,14 +188,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000], metavar="N")
     parser.add_argument("--events-per-file", type=int, default=10_000, metavar="N")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for both jobs, e.g. --set spark.shuffle_partitions=8",
-    )
+    add_overrides_argument(parser, "config override for both jobs, e.g. --set spark.shuffle_partitions=8")
     parser.add_argument("--label", default="", help="a note stored with the results, e.g. 'before'")
     parser.add_argument("--skip-bare", action="store_true", help="run the pipeline only")
     parser.add_argument("--timeout", type=float, default=3600, metavar="S", help="per job (default 3600)")

@@ -66,6 +66,8 @@ from measure import (
 )
 from spark_logs import ENGAGEMENT, INGEST, CheckpointLogs
 
+from streaming.commands import add_overrides_argument
+
 FILES_PER_CHUNK = 10  # files generated per simulator run (bounds its memory)
 READY_TIMEOUT_S = 300.0
 POLL_S = 1.0
@@ -486,14 +488,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "sustained")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--jobs", type=int, default=1, help="processes generating traffic (default 1)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the app, e.g. --set source.max_files_per_trigger=20",
-    )
+    add_overrides_argument(parser, "config override for the app, e.g. --set source.max_files_per_trigger=20")
     parser.add_argument("--label", default="", help="a note stored with the results, e.g. 'before'")
     parser.add_argument(
         "--keep-going", action="store_true", help="run every rate, not stop at the first miss"

@@ -32,13 +32,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
         default=None if default is None else Path(default),
         help=f"YAML config (default: {default or 'config/local.yaml'})",
     )
+    add_overrides_argument(parser)
+
+
+def add_overrides_argument(
+    parser: argparse.ArgumentParser,
+    help_text: str = "override a config key, e.g. --set engagement.window='10 min' (repeatable)",
+) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set engagement.window='10 min' (repeatable)",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
     )
 
 
