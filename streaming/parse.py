@@ -1,27 +1,29 @@
 """Stage 2: parse and validate raw records with Spark built-ins (VARIANT), no Python per row.
 
 Each record is parsed once, by Spark's strict JSON parser (``try_parse_json``: a duplicate key, a single
-quote, ``NaN`` or a raw control character makes the record malformed), and its contract fields are taken
-out of the parsed object in one pass, each as its own VARIANT. A field's JSON type is read off its
-variant, so a number where a string belongs is ``wrong_type`` instead of being silently coerced. The
-checks are generated from the field kinds in :mod:`streaming.schema`.
+quote, ``NaN`` or a raw control character makes the record malformed). The contract fields are then taken
+out of the parsed object in one pass: as VARIANT, to tell a JSON null or an absent field and to read a
+JSON integer, and as BINARY, to read a JSON string strictly (a number where a string belongs is
+``wrong_type``, never its text). The checks are generated from the field kinds in :mod:`streaming.schema`.
 
 The output keeps one row per non-blank record with the typed event columns (null where a field is
 unusable) and an array of reason codes: an empty array means valid. :func:`valid_events` and
 :func:`quarantined` split it.
 
-What keeps it as cheap as a JSON parse (``tests/streaming/test_parse_plan.py`` pins the first point):
+What keeps this close to the cost of a JSON parse (``tests/streaming/test_parse_plan.py`` pins the first
+two points):
 
-* Each step is one projection that reads the columns of the step before, and ``reasons`` leaves as the
-  output of a generator. Spark (4.0) pushes a filter through projections by substituting their
-  expressions, so a filter on ``reasons`` would otherwise parse every record again.
-* No variant lookup misses on the common path: a VARIANT path that finds nothing costs an exception
-  inside Spark. Presence is read from the fields taken out of the object, and the values of the
-  document are counted with one cast.
+* ``reasons`` leaves as the output of a generator. Spark 4.0 pushes a filter through projections by
+  substituting their expressions, so a filter on ``reasons`` would otherwise parse every record again.
+* The code Spark generates stays under HotSpot's 8000-byte limit per method; above it the whole stage runs
+  interpreted. The generator also splits that code in two.
+* No VARIANT path lookup misses on the common path: one that finds nothing costs an exception inside
+  Spark. Fields are taken out with casts, which cannot miss.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,15 +50,24 @@ RFC3339 = (
 _MIN_EPOCH_MS = -62_135_596_800_000
 _MAX_EPOCH_MS = 253_402_300_799_999
 
-# A field's string is read strictly by casting its variant to BINARY, which succeeds for a string only
-# (JSON has no binary values): a number where a string belongs reads as null, not as its text.
-_STRING_KINDS: frozenset[Kind] = frozenset({"id", "enum", "string"})
-# What is read off each field: its string, its 64-bit integer, or (an event time) either.
-_TEXT_KINDS: frozenset[Kind] = _STRING_KINDS | {"event_time"}
+# What is read off each kind of field: a JSON string, a 64-bit JSON integer, or (an event time) either.
+_TEXT_KINDS: frozenset[Kind] = frozenset({"id", "enum", "string", "event_time"})
 _INTEGER_KINDS: frozenset[Kind] = frozenset({"event_time", "watch_ms", "integer"})
-# The contract fields of an object, taken out of it in one pass (SQL NULL when absent, variant null when
-# JSON null).
-_FIELDS = T.StructType([T.StructField(f.name, T.VariantType()) for f in EVENT_FIELDS])
+# The contract fields of an object, taken out in one pass. A string field as BINARY: a variant casts to
+# BINARY only from a string (JSON has no binary values), so this reads a JSON string's bytes and nothing
+# else (a number stays null). The others as VARIANT, to read their JSON type. SQL NULL when absent.
+_STRING_KINDS: frozenset[Kind] = _TEXT_KINDS - {"event_time"}
+_FIELDS = T.StructType(
+    [
+        T.StructField(f.name, T.BinaryType() if f.kind in _STRING_KINDS else T.VariantType())
+        for f in EVENT_FIELDS
+    ]
+)
+# The string fields as VARIANT, to tell an absent or JSON null field from one of another type; taken out
+# only for a record with a string field that did not read as a string.
+_STRINGS_AS_VARIANTS = T.StructType(
+    [T.StructField(f.name, T.VariantType()) for f in EVENT_FIELDS if f.kind in _STRING_KINDS]
+)
 
 
 def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
@@ -79,29 +90,34 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
         "ingest_time",
         "_may_close_early",
         _values(F.col("_document")).alias("_values"),
+        F.col("_document"),
         # null unless the value is an object
         F.try_variant_get("_document", "$[0]", _FIELDS.simpleString()).alias("_fields"),
     )
-    read = taken.select(
+    reads = taken.select(
         "raw",
         "source",
         "ingest_time",
         _is_one_value(F.col("_values"), F.col("raw"), F.col("_may_close_early")).alias("_one_value"),
         "_fields",
+        _strings_as_variants().alias("_strings_as_variants"),
         *[column for f in EVENT_FIELDS for column in _read(f)],
     )
-    # An event time is interpreted once here: its checks and its column all use the instant.
-    timed = read.select(
+    # An event time is interpreted once, here: its column and its checks all use the instant.
+    timed = reads.select(
         "*", *[_instant(f).alias(f"_time_{f.name}") for f in EVENT_FIELDS if f.kind == "event_time"]
     )
     limit = F.current_timestamp() + F.make_dt_interval(secs=F.lit(int(max_future_skew.total_seconds())))
-    checks = {f.name: _CHECKS[f.kind](f, _Field.of(f), limit) for f in EVENT_FIELDS}
+    checks = {f.name: _CHECKS[f.kind](f, _Read.of(f), limit) for f in EVENT_FIELDS}
     record_reason = F.when(~F.col("_one_value"), F.lit("malformed_json")).when(
         F.col("_fields").isNull(), F.lit("not_an_object")
     )
     checked = timed.select(
-        "*",
+        "raw",
+        "source",
+        "ingest_time",
         record_reason.alias("_record_reason"),
+        *[check.value.alias(name) for name, check in checks.items()],
         *[check.reason.alias(f"_reason_{name}") for name, check in checks.items()],
     )
     field_reasons = [F.col(f"_reason_{f.name}") for f in EVENT_FIELDS]
@@ -113,14 +129,13 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
     # Spark's optimizer pushes a filter on `reasons` (valid or quarantined rows) through every projection
     # above, substituting the expressions it reads: the filter would parse each record again. `reasons`
     # therefore leaves as the output of a generator (one row per record), which filters are not pushed
-    # into. The event columns are computed after it, in code Spark compiles into a method of its own.
-    explained = checked.select("*", F.explode(F.array(reasons)).alias("reasons"))
-    return explained.select(
-        *[check.value.alias(name) for name, check in checks.items()],
+    # into; what follows it is compiled into a method of its own.
+    return checked.select(
+        *[f.name for f in EVENT_FIELDS],
         "source",
         "ingest_time",
         "raw",
-        "reasons",
+        F.explode(F.array(reasons)).alias("reasons"),
     )
 
 
@@ -152,17 +167,16 @@ def _parse(value: Column, may_close_early: Column) -> Column:
 
 
 def _values(document: Column) -> Column:
-    """The values in a document made by :func:`_parse`, each read as BINARY: the bytes of a string (the
-    copy of a record holding ``]``) and null for anything else, without reading it."""
+    """The elements of a document made by :func:`_parse`, each cast to BINARY: the bytes of a string (the
+    copy of a record holding ``]``), null for anything else (not read, so this costs little)."""
     return F.try_variant_get(document, "$", "array<binary>")
 
 
 def _is_one_value(values: Column, value: Column, may_close_early: Column) -> Column:
     """Whether the record is exactly one JSON value, from the :func:`_values` of its document."""
     count = F.size(values)
-    single = F.when(may_close_early, (count == 2) & values[1].cast("string").eqNullSafe(value)).otherwise(
-        count == 1
-    )
+    followed_by_its_copy = (count == 2) & values[1].cast("string").eqNullSafe(value)
+    single = F.when(may_close_early, followed_by_its_copy).otherwise(count == 1)
     return values.isNotNull() & single  # no values: not JSON at all
 
 
@@ -174,31 +188,35 @@ def _codes(reasons: list[Column]) -> Column:
 # --- the fields -----------------------------------------------------------------------------------
 
 
-def _present(variant: Column) -> Column:
-    return variant.isNotNull() & ~F.is_variant_null(variant)
+def _strings_as_variants() -> Column:
+    """:data:`_STRINGS_AS_VARIANTS`, for a record with a string field that did not read as a string."""
+    strings = [F.col("_fields")[f.name] for f in EVENT_FIELDS if f.kind in _STRING_KINDS]
+    any_unread = functools.reduce(lambda a, b: a | b, [s.isNull() for s in strings])
+    return F.when(any_unread, F.try_variant_get("_document", "$[0]", _STRINGS_AS_VARIANTS.simpleString()))
 
 
 def _read(field: Field) -> list[Column]:
-    """The read-step columns of one field: its JSON string and/or its JSON integer (64-bit), else null."""
-    value = F.col("_fields")[field.name]
+    """The read-step columns of one field: its JSON string and/or its JSON integer (64-bit)."""
     columns = []
     if field.kind in _TEXT_KINDS:
-        text = F.try_variant_get(value, "$", "binary").cast("string")
+        value = F.col("_fields")[field.name]
+        binary = value if field.kind in _STRING_KINDS else F.try_variant_get(value, "$", "binary")
+        text = binary.cast("string")
         columns.append(text.alias(f"_text_{field.name}"))
     if field.kind in _INTEGER_KINDS:
-        # The JSON integer of a field that is not a string (a string field has none).
-        is_integer = F.schema_of_variant(value) == "BIGINT"
+        variant = F.col("_fields")[field.name]
+        is_integer = F.schema_of_variant(variant) == "BIGINT"
         if field.kind in _TEXT_KINDS:
-            is_integer = text.isNull() & is_integer
+            is_integer = text.isNull() & is_integer  # a string has no integer to look for
         columns.append(
-            F.when(is_integer, F.try_variant_get(value, "$", "bigint")).alias(f"_integer_{field.name}")
+            F.when(is_integer, F.try_variant_get(variant, "$", "bigint")).alias(f"_integer_{field.name}")
         )
     return columns
 
 
 @dataclass(frozen=True)
-class _Field:
-    """One field as the check step sees it."""
+class _Read:
+    """What was read off one field, as the check step sees it."""
 
     text: Column  # the value of a JSON string, else null
     integer: Column  # the value of a JSON integer (64-bit), else null
@@ -206,15 +224,18 @@ class _Field:
     time: Column  # the instant an event time denotes, else null
 
     @staticmethod
-    def of(field: Field) -> _Field:
+    def of(field: Field) -> _Read:
         def column(part: str, kinds: frozenset[Kind]) -> Column:
             return F.col(f"_{part}_{field.name}") if field.kind in kinds else F.lit(None)
 
-        text, integer = column("text", _TEXT_KINDS), column("integer", _INTEGER_KINDS)
-        time = column("time", frozenset({"event_time"}))
-        # A field that reads as a string is present; only the others need a look at the variant.
-        present = text.isNotNull() | _present(F.col("_fields")[field.name])
-        return _Field(text, integer, present, time)
+        text = column("text", _TEXT_KINDS)
+        variants = "_strings_as_variants" if field.kind in _STRING_KINDS else "_fields"
+        variant = F.col(variants)[field.name]
+        # A field that reads as a string is present; only for the others is the variant looked at.
+        present = text.isNotNull() | (variant.isNotNull() & ~F.is_variant_null(variant))
+        return _Read(
+            text, column("integer", _INTEGER_KINDS), present, column("time", frozenset({"event_time"}))
+        )
 
 
 def _instant(field: Field) -> Column:
@@ -242,11 +263,11 @@ def _first_reason(*rules: tuple[Column, str]) -> Column:
     return reason
 
 
-def _missing_or_wrong_type(field: Field, read: _Field, right_type: Column) -> list[tuple[Column, str]]:
+def _missing_or_wrong_type(field: Field, read: _Read, right_type: Column) -> list[tuple[Column, str]]:
     return [(~read.present, f"missing_field:{field.name}"), (~right_type, f"wrong_type:{field.name}")]
 
 
-def _check_id(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_id(field: Field, read: _Read, limit: Column) -> _Checked:
     # Characters, as the contract counts them; the byte count bounds them and costs nothing to read.
     size = F.octet_length(read.text)
     length_ok = (size >= 1) & ((size <= MAX_ID_LENGTH) | (F.length(read.text) <= MAX_ID_LENGTH))
@@ -259,7 +280,7 @@ def _check_id(field: Field, read: _Field, limit: Column) -> _Checked:
     )
 
 
-def _check_enum(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_enum(field: Field, read: _Read, limit: Column) -> _Checked:
     text = F.lower(read.text) if field.lower_case else read.text
     return _Checked(
         text,
@@ -270,16 +291,16 @@ def _check_enum(field: Field, read: _Field, limit: Column) -> _Checked:
     )
 
 
-def _check_string(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_string(field: Field, read: _Read, limit: Column) -> _Checked:
     return _Checked(read.text, _first_reason((read.text.isNull() & read.present, f"wrong_type:{field.name}")))
 
 
-def _check_integer(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_integer(field: Field, read: _Read, limit: Column) -> _Checked:
     value = read.integer if field.default is None else F.coalesce(read.integer, F.lit(field.default))
     return _Checked(value, _first_reason((read.integer.isNull() & read.present, f"wrong_type:{field.name}")))
 
 
-def _check_event_time(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_event_time(field: Field, read: _Read, limit: Column) -> _Checked:
     # Only a JSON string or a 64-bit JSON integer can be an event time.
     return _Checked(
         read.time,
@@ -291,14 +312,14 @@ def _check_event_time(field: Field, read: _Field, limit: Column) -> _Checked:
     )
 
 
-def _check_watch_ms(field: Field, read: _Field, limit: Column) -> _Checked:
+def _check_watch_ms(field: Field, read: _Read, limit: Column) -> _Checked:
     # Required for the watched event types only, and ignored (stored null) for the others.
-    watched = F.col("_text_event_type").isin(*WATCHED_EVENT_TYPES)
+    watched = F.col("_text_event_type").isin(*WATCHED_EVENT_TYPES)  # the event type as sent
     bad = read.integer.isNull() | (read.integer < 0)
     return _Checked(F.when(watched, read.integer), _first_reason((watched & bad, "bad_watch_ms")))
 
 
-_CHECKS: dict[Kind, Callable[[Field, _Field, Column], _Checked]] = {
+_CHECKS: dict[Kind, Callable[[Field, _Read, Column], _Checked]] = {
     "id": _check_id,
     "enum": _check_enum,
     "event_time": _check_event_time,

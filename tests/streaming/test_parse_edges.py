@@ -1,0 +1,79 @@
+"""Edges of the event contract that tests/streaming/test_parse.py leaves out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from streaming.parse import parse_events, valid_events
+from streaming.schema import RAW_SCHEMA
+from tests.oracle import classify
+
+INGEST = datetime(2026, 11, 2, 12, 0)
+VALID = {
+    "event_id": "e1",
+    "event_type": "impression",
+    "event_time": "2026-11-01T10:00:00Z",
+    "content_id": "c1",
+    "affiliate_id": "a1",
+    "platform": "web",
+    "user_id": "u1",
+}
+
+
+def line(**changes: Any) -> str:
+    return json.dumps({**VALID, **changes})
+
+
+def parse(spark, *values: str):
+    raw = spark.createDataFrame([(v, "file:///in/x.json", INGEST) for v in values], RAW_SCHEMA)
+    return parse_events(raw, timedelta(hours=1))
+
+
+def reasons_of(spark, value: str) -> list[str]:
+    (row,) = parse(spark, value).collect()
+    return sorted(row.reasons)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        line()[:-1] + ', "event_id": "e2"}',
+        line()[:-1] + ', "extra": 1, "extra": 2}',
+        line()[:-1] + ', "extra": {"a": 1, "a": 2}}',
+    ],
+    ids=["contract field", "unknown field", "nested"],
+)
+def test_a_duplicate_key_anywhere_makes_the_record_malformed(spark, record):
+    assert reasons_of(spark, record) == ["malformed_json"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [line() + "]", line() + "] x", line() + '],[{"event_id": "e2"}', line() + " ] ", "[1]]", "1]"],
+)
+def test_trailing_text_after_a_closing_bracket_is_malformed(spark, record):
+    assert reasons_of(spark, record) == ["malformed_json"] == classify(record, datetime.now().astimezone())[1]
+
+
+def test_brackets_inside_the_record_are_not_trailing_text(spark):
+    record = line(note="a]b", tags=["x]", ["y"]])
+    assert reasons_of(spark, record) == []
+
+
+@pytest.mark.parametrize("blank", ["\t", " \t ", "\u00a0"], ids=["tab", "spaces and tab", "no-break space"])
+def test_a_line_of_whitespace_is_not_a_record(spark, blank):
+    assert parse(spark, blank, line()).count() == 1
+
+
+@pytest.mark.parametrize("event_time", ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_outside_years_1_to_9999_is_a_bad_event_time(spark, event_time):
+    assert reasons_of(spark, line(event_time=event_time)) == ["bad_event_time"]
+
+
+def test_a_string_that_looks_like_a_number_is_a_string(spark):
+    events = valid_events(parse(spark, line(event_id="42", content_id="1.5", user_id="true")))
+    assert [(e.event_id, e.content_id, e.user_id) for e in events.collect()] == [("42", "1.5", "true")]
