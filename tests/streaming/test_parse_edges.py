@@ -9,19 +9,9 @@ from typing import Any
 import pytest
 
 from streaming.parse import parse_events, valid_events
-from streaming.schema import RAW_SCHEMA
 from tests.oracle import classify
-
-INGEST = datetime(2026, 11, 2, 12, 0)
-VALID = {
-    "event_id": "e1",
-    "event_type": "impression",
-    "event_time": "2026-11-01T10:00:00Z",
-    "content_id": "c1",
-    "affiliate_id": "a1",
-    "platform": "web",
-    "user_id": "u1",
-}
+from tests.streaming.test_parse import BASE as VALID
+from tests.streaming.test_parse import raw_frame
 
 
 def line(**changes: Any) -> str:
@@ -29,8 +19,7 @@ def line(**changes: Any) -> str:
 
 
 def parse(spark, *values: str):
-    raw = spark.createDataFrame([(v, "file:///in/x.json", INGEST) for v in values], RAW_SCHEMA)
-    return parse_events(raw, timedelta(hours=1))
+    return parse_events(raw_frame(spark, *values), timedelta(hours=1))
 
 
 def reasons_of(spark, value: str) -> list[str]:
