@@ -25,8 +25,16 @@ class Sink(Protocol):
         ...
 
 
-def write_all(sinks: list[Sink], batch: DataFrame, batch_id: int) -> None:
-    """Persist the batch once, write every sink, unpersist in ``finally``."""
+def write_all(sinks: list[Sink], batch: DataFrame, batch_id: int, *, persist: bool = True) -> None:
+    """Write every sink; with ``persist``, the batch is computed once and cached until all have written.
+
+    Persist a batch that is costly or unsafe to compute twice (a stateful aggregation's output); a batch
+    that is a cheap file scan is faster read again by each sink than cached.
+    """
+    if not persist:
+        for sink in sinks:
+            sink.write(batch, batch_id)
+        return
     batch.persist()
     try:
         for sink in sinks:

@@ -12,6 +12,7 @@ from pyspark.sql import types as T
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.config import AppConfig
+from streaming.dedup import deduplicate
 from streaming.schema import EVENT_SCHEMA
 from streaming.sources.content_dim import read_content_dimension
 from streaming.transforms import engagement_from_events, stamp
@@ -62,7 +63,7 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
     )
     content = read_content_dimension(spark, cfg.dimensions)
     aggregates = engagement_from_events(
-        events.select(*EVENT_SCHEMA.fieldNames()),
+        deduplicate(events.select(*EVENT_SCHEMA.fieldNames()), "event_time", cfg.engagement.watermark),
         content,
         cfg.engagement.watermark,
         cfg.engagement.window,

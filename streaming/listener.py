@@ -18,8 +18,12 @@ def _observed(progress: Any, name: str) -> dict[str, int]:
     return row.asDict() if row is not None else {}
 
 
-def summarize_progress(progress: Any) -> dict[str, Any]:
-    """The figures of one ``StreamingQueryProgress`` that the batch line and the summary use."""
+def summarize_progress(progress: Any, scans: int = 1) -> dict[str, Any]:
+    """The figures of one ``StreamingQueryProgress`` that the batch line and the summary use.
+
+    ``scans``: how many times the query's batch function reads each batch (Spark counts input rows on
+    every read, so a batch read by two sinks without caching reports twice its rows).
+    """
     operators = list(progress.stateOperators or [])
     duration_ms = (progress.durationMs or {}).get("triggerExecution", 0)
     records = _observed(progress, "records")
@@ -27,11 +31,12 @@ def summarize_progress(progress: Any) -> dict[str, Any]:
     return {
         "query": progress.name or str(progress.id),
         "batch_id": progress.batchId,
-        "input_rows": progress.numInputRows,
-        "rows_per_s": progress.processedRowsPerSecond or 0.0,
+        "input_rows": progress.numInputRows // scans,
+        "rows_per_s": (progress.processedRowsPerSecond or 0.0) / scans,
         "duration_ms": duration_ms,
         "watermark": (progress.eventTime or {}).get("watermark"),
         "state_rows": sum(op.numRowsTotal for op in operators),
+        "state_bytes": sum(op.memoryUsedBytes for op in operators),
         "late": sum(op.numRowsDroppedByWatermark for op in operators),
         "records_in": records.get("records_in"),
         "valid": records.get("valid"),
@@ -51,7 +56,10 @@ def format_line(s: dict[str, Any]) -> str:
         parts.append(f"records={s['records_in']} valid={s['valid']} quarantined={s['quarantined']}")
     if s["watermark"] and not s["watermark"].startswith("1970-01-01T00:00:00"):
         parts.append(f"watermark={s['watermark']}")
-    parts.append(f"state={s['state_rows']}")
+    if s["state_rows"]:  # not counted when the RocksDB store is told not to track its rows
+        parts.append(f"state={s['state_rows']}")
+    if s["state_bytes"]:
+        parts.append(f"state_mb={s['state_bytes'] / 2**20:.0f}")
     if s["query"] == "engagement":
         parts.append(f"late={s['late']}")
     if s["unknown_content"]:
@@ -60,10 +68,14 @@ def format_line(s: dict[str, Any]) -> str:
 
 
 class ProgressReporter(StreamingQueryListener):
-    """Logs a line per micro-batch with data and accumulates per-query totals."""
+    """Logs a line per micro-batch with data and accumulates per-query totals.
 
-    def __init__(self) -> None:
+    ``scans`` maps a query name to how many times its batch function reads each batch (default 1).
+    """
+
+    def __init__(self, scans: dict[str, int] | None = None) -> None:
         super().__init__()
+        self.scans = dict(scans or {})
         self._lock = threading.Lock()
         self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.durations: dict[str, list[int]] = defaultdict(list)
@@ -83,7 +95,7 @@ class ProgressReporter(StreamingQueryListener):
 
     def record(self, progress: Any) -> None:
         """Count one progress report; a report already counted (same run and batch) is ignored."""
-        summary = summarize_progress(progress)
+        summary = summarize_progress(progress, self.scans.get(progress.name or "", 1))
         with self._lock:
             key = (str(progress.runId), summary["batch_id"])
             if key in self._seen:

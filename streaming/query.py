@@ -9,9 +9,10 @@
     records -> ``<lake>/events/`` (valid events partitioned by event date and hour, late events
     included) and ``<lake>/quarantine/`` (raw text and reasons), one foreachBatch.
 ``engagement``
-    valid records deduplicated within the event-time watermark, joined with the content dimension and
-    aggregated into tumbling windows (update mode); one foreachBatch writes ``<lake>/engagement/`` and
-    the warehouse. Events behind the watermark never change a closed window and are counted as late.
+    valid records (already one per event id) joined with the content dimension and aggregated into
+    tumbling windows behind the event-time watermark (update mode); one foreachBatch writes
+    ``<lake>/engagement/`` and the warehouse. Events behind the watermark never change a closed window
+    and are counted as late.
 
 The event log and the windows need separate queries because late events must reach the event log while
 the windowed state must ignore them. Both read the typed records, never the source: on Kinesis there is
@@ -50,6 +51,9 @@ from streaming.transforms import (
 __all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks"]
 
 
+# The events query's sinks (event log, quarantine) each read a batch of records: they are not cached.
+EVENTS_SCANS_PER_BATCH = 2
+
 # The record log keeps entries this many record retentions long (a day by default).
 RECORDS_LOG_RETENTION_FACTOR = 24
 
@@ -60,10 +64,11 @@ class BatchWriter:
 
     sinks: tuple[Sink, ...]
     prepare: Callable[[DataFrame, int], DataFrame] | None = None
+    persist: bool = True
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         frame = self.prepare(batch, batch_id) if self.prepare else batch
-        write_all(list(self.sinks), frame, batch_id)
+        write_all(list(self.sinks), frame, batch_id, persist=self.persist)
 
 
 def _millis(value: timedelta) -> int:
@@ -76,7 +81,7 @@ def records_path(cfg: AppConfig) -> str:
 
 def events_sinks(cfg: AppConfig, checkpoint_id: str) -> list[Sink]:
     lake = cfg.lake.path.rstrip("/")
-    return [
+    return [  # EVENTS_SCANS_PER_BATCH counts these
         LakeSink("events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id),
         LakeSink("quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id),
     ]
@@ -144,7 +149,8 @@ def start_events(
     return (
         _writer(records, EVENTS, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("append")
-        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id))))
+        # A batch of records is a Parquet scan: each sink reading it again costs less than caching it.
+        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id)), persist=False))
         .start()
     )
 
@@ -157,7 +163,7 @@ def start_engagement(
     available_now: bool = False,
     warehouse: Callable[[], Warehouse] | None = None,
 ) -> StreamingQuery:
-    """valid records -> deduplicated, enriched windows -> the lake's engagement table and the warehouse."""
+    """valid records (one per event id) -> enriched windows -> the lake's engagement table, the warehouse."""
     content = read_content_dimension(spark, cfg.dimensions)
     aggregates = read_records(spark, cfg).transform(valid_events).transform(
         lambda events: engagement_from_events(

@@ -19,7 +19,7 @@ from sinks.warehouse import Warehouse, open_warehouse
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
-from streaming.query import start_engagement, start_events, start_ingest
+from streaming.query import EVENTS_SCANS_PER_BATCH, start_engagement, start_events, start_ingest
 from streaming.sources.kinesis.backlog import behind_latest
 from streaming.storage import path_exists
 
@@ -105,7 +105,7 @@ def run_pipeline(
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
     with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
         target.init()
-    reporter = ProgressReporter()
+    reporter = ProgressReporter(scans={EVENTS: EVENTS_SCANS_PER_BATCH})
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
     run = _Run(spark, cfg, reporter, stop)

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from streaming.aggregate import add_rates, aggregate_engagement
 from streaming.dedup import deduplicate
+from streaming.durations import spark_interval
 from streaming.enrich import enrich_with_content
 from streaming.parse import parse_events, quarantined, valid_events
 from streaming.schema import RECORD_SCHEMA
@@ -58,10 +59,16 @@ def validated_records(raw: DataFrame, max_future_skew: timedelta, dedup_retentio
 def engagement_from_events(
     events: DataFrame, content: DataFrame, watermark: timedelta, window: timedelta, viewers_lg_k: int
 ) -> DataFrame:
-    """Valid events -> deduplicated, enriched, windowed aggregates with rates (streaming or batch)."""
+    """Valid events, one per event id -> enriched, windowed aggregates with rates (streaming or batch).
+
+    The events must already be deduplicated: streaming, :func:`validated_records` dropped client retries
+    by event id (a retry later than ``dedup.retention`` after the first copy is also behind the watermark
+    unless event time stood still that long); in batch, the caller deduplicates. Streaming, the watermark
+    closes windows and drops late events (counted as late), so no second event-id state is kept here.
+    """
+    timed = events.withWatermark("event_time", spark_interval(watermark)) if events.isStreaming else events
     return (
-        deduplicate(events, "event_time", watermark)
-        .transform(lambda df: enrich_with_content(df, content))
+        enrich_with_content(timed, content)
         .transform(with_content_metrics)
         .transform(lambda df: aggregate_engagement(df, window, viewers_lg_k))
         .transform(add_rates)
