@@ -14,8 +14,8 @@ them, so a plain ``**/*.parquet`` glob (DuckDB) is also exact between batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,6 +36,7 @@ class LakeSink:
     partition_by: Sequence[str]
     prepare: Callable[[DataFrame], DataFrame]
     checkpoint_id: str
+    options: Mapping[str, str] = field(default_factory=dict)  # Parquet writer options
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         frame = (
@@ -47,6 +48,7 @@ class LakeSink:
             remove_leftovers(frame.sparkSession, self.path)
             (
                 frame.write.mode("overwrite")
+                .options(**self.options)
                 .option("partitionOverwriteMode", "dynamic")
                 .partitionBy(*self.partition_by, "checkpoint_id", "batch_id")
                 .parquet(self.path)

@@ -35,10 +35,10 @@ from sinks.warehouse.sink import WarehouseSink
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir, ledger_name
 from streaming.config import AppConfig, spark_interval
 from streaming.parse import valid_events
-from streaming.schema import RECORD_SCHEMA
+from streaming.schema import PLAIN_ENCODED_COLUMNS, RECORD_SCHEMA
 from streaming.sources import read_source
 from streaming.sources.content_dim import read_content_dimension
-from streaming.storage import hadoop_path
+from streaming.storage import hadoop_path, parquet_options
 from streaming.transforms import (
     engagement_from_events,
     engagement_rows,
@@ -81,9 +81,14 @@ def records_path(cfg: AppConfig) -> str:
 
 def events_sinks(cfg: AppConfig, checkpoint_id: str) -> list[Sink]:
     lake = cfg.lake.path.rstrip("/")
+    options = parquet_options(PLAIN_ENCODED_COLUMNS)
     return [  # EVENTS_SCANS_PER_BATCH counts these
-        LakeSink("events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id),
-        LakeSink("quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id),
+        LakeSink(
+            "events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id, options
+        ),
+        LakeSink(
+            "quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id, options
+        ),
     ]
 
 
@@ -123,6 +128,7 @@ def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
         _writer(records, INGEST, cfg, None if available_now else cfg.trigger.interval)
         .outputMode("append")
         .format("parquet")
+        .options(**parquet_options(PLAIN_ENCODED_COLUMNS))
         .option("path", records_path(cfg))
         # Metadata-log entries of files older than this are dropped at compaction, so the log its readers
         # list on every trigger stays small; the files themselves go after records_retention.

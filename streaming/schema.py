@@ -146,6 +146,10 @@ RECORD_SCHEMA = T.StructType(
     ]
 )
 
+# Columns of records and the event log with about one value per event: a Parquet dictionary never pays
+# off for them (it fills and falls back in every column chunk), so they are written without one.
+PLAIN_ENCODED_COLUMNS = ("event_id", "user_id", "session_id", "event_time", "raw")
+
 # ------------------------------------------------------------------------------------------ tables
 # A table the pipeline reads or writes beyond the event log, defined once: its Spark and Arrow schemas, each
 # warehouse dialect's DDL (sinks.warehouse.sql), the docs and the test fixtures are derived from it.
