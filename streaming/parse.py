@@ -35,7 +35,7 @@ from pyspark.sql import types as T
 from streaming.schema import (
     EVENT_FIELDS,
     EVENT_SCHEMA,
-    MAX_ID_LENGTH,
+    MAX_ID_BYTES,
     QUARANTINE_SCHEMA,
     WATCHED_EVENT_TYPES,
     Field,
@@ -268,9 +268,9 @@ def _missing_or_wrong_type(field: Field, read: _Read, right_type: Column) -> lis
 
 
 def _check_id(field: Field, read: _Read, limit: Column) -> _Checked:
-    # Characters, as the contract counts them; the byte count bounds them and costs nothing to read.
+    # UTF-8 bytes, as the contract (and a Redshift VARCHAR) counts them: a string knows its byte count.
     size = F.octet_length(read.text)
-    length_ok = (size >= 1) & ((size <= MAX_ID_LENGTH) | (F.length(read.text) <= MAX_ID_LENGTH))
+    length_ok = (size >= 1) & (size <= MAX_ID_BYTES)
     return _Checked(
         read.text,
         _first_reason(
