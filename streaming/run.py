@@ -15,6 +15,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from sinks.base import PermanentSinkError
 from sinks.warehouse import Warehouse, open_warehouse
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
@@ -44,6 +45,19 @@ def root_cause(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()]
     errors = [line for line in lines if _ERROR_LINE.match(line) and "Py4J" not in line]
     return errors[-1] if errors else (lines[0] if lines else "unknown error")
+
+
+# A PermanentSinkError's message in a query failure: from its traceback line to the blank line after it.
+_PERMANENT = re.compile(
+    rf"^(?:[\w.]+\.)?{PermanentSinkError.__name__}: (.+?)(?:\n\s*\n|\Z)", re.MULTILINE | re.DOTALL
+)
+
+
+def permanent_failure(text: str) -> str | None:
+    """The message of a sink failure that a replay would repeat (:class:`sinks.base.PermanentSinkError`)
+    in a query failure's text, or None."""
+    found = _PERMANENT.findall(text)
+    return found[-1].strip() if found else None
 
 
 def marker_exists(spark: SparkSession, uri: str) -> bool:
@@ -202,6 +216,9 @@ class _Run:
             error = query.exception()
             if error is None:
                 continue
+            permanent = permanent_failure(str(error))
+            if permanent is not None:  # a restart would replay the batch into the same failure
+                raise PipelineError(f"query {name} stopped, not restarted: {permanent}") from error
             cause = root_cause(str(error))
             now = time.monotonic()
             while self._restarts and now - self._restarts[0] > 3600:
