@@ -312,6 +312,37 @@ class RunConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    path: str | None = Field(
+        default="data/metrics/pipeline.jsonl",
+        description="local JSON-lines file each micro-batch's health figures are appended to (unset: none); "
+        "see docs/operations.md",
+    )
+    cloudwatch_namespace: str | None = Field(
+        default=None,
+        description="CloudWatch namespace the figures are also put into with `PutMetricData` (unset: no "
+        "CloudWatch)",
+    )
+    cloudwatch_dimensions: dict[str, str] = Field(
+        default_factory=dict,
+        description="dimensions of every CloudWatch metric (`name: value`), besides `Query` (and `Reason` "
+        "for quarantine counts)",
+    )
+    region: str | None = Field(
+        default=None, description="AWS region of CloudWatch (unset: the AWS environment's region)"
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="CloudWatch endpoint, e.g. a local test server (unset: AWS's)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _local(cls, value: str | None) -> str | None:
+        if value and "://" in value:
+            raise ValueError("metrics.path is a local file (CloudWatch is the remote destination)")
+        return value or None
+
+
 class SparkConfig(_Section):
     master: str | None = Field(
         default="local[2]", description="Spark master (unset on a cluster, where spark-submit sets it)"
@@ -337,6 +368,7 @@ class AppConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     trigger: TriggerConfig = TriggerConfig()
     run: RunConfig = RunConfig()
+    metrics: MetricsConfig = MetricsConfig()
     spark: SparkConfig = SparkConfig()
     # The EMR deployment belongs to bootstrap/: the app keeps the section as written and `mediapulse emr`
     # validates it (bootstrap.settings.emr_settings), so the app's config does not depend on the deployer.

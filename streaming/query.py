@@ -29,6 +29,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from sinks.base import Sink, write_all
 from sinks.lake import LakeSink
+from sinks.metrics import HealthMetrics, QuarantineReasons
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir, ledger_name
@@ -74,11 +75,12 @@ def records_path(cfg: AppConfig) -> str:
     return checkpoint_dir(cfg.checkpoint.path, RECORDS)
 
 
-def events_sinks(cfg: AppConfig, checkpoint_id: str) -> list[Sink]:
+def events_sinks(cfg: AppConfig, checkpoint_id: str, metrics: HealthMetrics | None = None) -> list[Sink]:
     lake = cfg.lake.path.rstrip("/")
     return [
         LakeSink("events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id),
         LakeSink("quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id),
+        *([QuarantineReasons("quarantine metrics", EVENTS, metrics)] if metrics else []),
     ]
 
 
@@ -137,14 +139,19 @@ def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
 
 
 def start_events(
-    spark: SparkSession, cfg: AppConfig, checkpoint_id: str, *, available_now: bool = False
+    spark: SparkSession,
+    cfg: AppConfig,
+    checkpoint_id: str,
+    *,
+    available_now: bool = False,
+    metrics: HealthMetrics | None = None,
 ) -> StreamingQuery:
-    """records -> the lake's event log and quarantine."""
+    """records -> the lake's event log and quarantine (and its counts by reason to ``metrics``)."""
     records = read_records(spark, cfg)
     return (
         _writer(records, EVENTS, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("append")
-        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id))))
+        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id, metrics))))
         .start()
     )
 

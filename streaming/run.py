@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from sinks.base import PermanentSinkError
+from sinks.metrics import open_metrics
 from sinks.warehouse import Warehouse, open_warehouse
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
@@ -119,14 +120,17 @@ def run_pipeline(
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
     with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
         target.init()
-    reporter = ProgressReporter()
+    metrics = open_metrics(cfg.metrics)
+    reporter = ProgressReporter(metrics)
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
     run = _Run(spark, cfg, reporter, stop)
 
     def start_consumers() -> None:
         once = available_now
-        run.start(EVENTS, lambda: start_events(spark, cfg, checkpoint_id, available_now=once))
+        run.start(
+            EVENTS, lambda: start_events(spark, cfg, checkpoint_id, available_now=once, metrics=metrics)
+        )
         run.start(
             ENGAGEMENT,
             lambda: start_engagement(spark, cfg, checkpoint_id, available_now=once, warehouse=opener),
