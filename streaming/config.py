@@ -33,6 +33,7 @@ from pydantic import (
 
 from streaming.commands import UsageError
 from streaming.durations import PositiveDuration, spark_interval
+from streaming.schema import EVENT_TYPES, PLATFORMS
 
 # spark_interval lives in streaming.durations; streaming/query.py still imports it from here.
 __all__ = ["WAREHOUSE_SCHEMES", "AppConfig", "ConfigError", "is_table_name", "load_config", "spark_interval"]
@@ -179,6 +180,27 @@ class ValidationConfig(_Section):
         default=timedelta(hours=1),
         description="events whose `event_time` is further ahead of processing time are quarantined",
     )
+    event_types: tuple[str, ...] = Field(
+        default=EVENT_TYPES,
+        min_length=1,
+        description="the `event_type` values the contract accepts (any other is `unknown_event_type`); "
+        "only the default ones are counted in the windows",
+    )
+    platforms: tuple[str, ...] = Field(
+        default=PLATFORMS,
+        min_length=1,
+        description="the `platform` values the contract accepts, in any case (any other is "
+        "`unknown_platform`)",
+    )
+
+    @field_validator("event_types", "platforms")
+    @classmethod
+    def _distinct(cls, values: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        if info.field_name == "platforms":
+            values = tuple(v.lower() for v in values)  # compared case-insensitively, stored lower-case
+        if any(not v.strip() for v in values) or len(set(values)) != len(values):
+            raise ValueError("values must be non-blank and distinct")
+        return values
 
 
 class DedupConfig(_Section):

@@ -115,7 +115,10 @@ def _writer(
 def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = False) -> StreamingQuery:
     """source -> validated records, written once with Spark's streaming file sink."""
     raw = read_source(spark, cfg.source, checkpoint_dir(cfg.checkpoint.path, INGEST))
-    records = validated_records(raw, cfg.validation.max_future_skew, cfg.dedup.retention)
+    checks = cfg.validation
+    records = validated_records(
+        raw, checks.max_future_skew, cfg.dedup.retention, checks.event_types, checks.platforms
+    )
     return (
         _writer(records, INGEST, cfg, None if available_now else cfg.trigger.interval)
         .outputMode("append")

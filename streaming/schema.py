@@ -42,7 +42,8 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "enum",
         True,
         ", ".join(f"`{t}`" for t in EVENT_TYPES),
-        "anything else is invalid (`unknown_event_type`)",
+        "the list is `validation.event_types` (these by default); anything else is invalid "
+        "(`unknown_event_type`)",
         EVENT_TYPES,
     ),
     Field(
@@ -60,7 +61,8 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "enum",
         True,
         ", ".join(f"`{p}`" for p in PLATFORMS),
-        "case-insensitive, stored lower-case; anything else is invalid (`unknown_platform`)",
+        "the list is `validation.platforms` (these by default); case-insensitive, stored lower-case; "
+        "anything else is invalid (`unknown_platform`)",
         PLATFORMS,
         lower_case=True,
     ),
@@ -90,8 +92,8 @@ REASON_CODES: dict[str, str] = {
     "missing_field:<name>": "a required field is absent or null",
     "wrong_type:<name>": "a field has the wrong JSON type",
     "bad_length:<name>": f"a string id is empty or longer than {MAX_ID_BYTES} bytes in UTF-8",
-    "unknown_event_type": f"event_type is not one of {', '.join(EVENT_TYPES)}",
-    "unknown_platform": f"platform is not one of {', '.join(PLATFORMS)} (any case)",
+    "unknown_event_type": "event_type is not one of `validation.event_types`",
+    "unknown_platform": "platform is not one of `validation.platforms` (any case)",
     "bad_event_time": "event_time is neither an RFC 3339 string nor an integer of epoch milliseconds",
     "event_time_in_future": "event_time is more than max_future_skew ahead of processing time",
     "bad_watch_ms": "watch_ms is missing, negative or not an integer on a progress/complete event",

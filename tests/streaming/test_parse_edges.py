@@ -81,3 +81,19 @@ def test_a_string_that_looks_like_a_number_is_a_string(spark):
 def test_ids_are_limited_by_utf8_bytes_as_the_oracle_counts_them(spark, ids):
     record = line(**ids)
     assert reasons_of(spark, record) == classify(record, datetime.now().astimezone())[1]
+
+
+def test_the_accepted_platforms_and_event_types_are_parameters(spark):
+    records = [line(platform="Roku"), line(event_type="share"), line(platform="web")]
+    parsed = parse_events(
+        raw_frame(spark, *records),
+        timedelta(hours=1),
+        event_types=("impression", "share"),
+        platforms=("roku", "tv"),
+    )
+    reasons = {(r.platform, r.event_type): sorted(r.reasons) for r in parsed.collect()}
+    assert reasons == {
+        ("roku", "impression"): [],
+        ("web", "share"): ["unknown_platform"],  # a configured event type; web is no longer listed
+        ("web", "impression"): ["unknown_platform"],
+    }
