@@ -43,6 +43,7 @@ def app_args(root: Path) -> list[str]:
         "lake.path": root / "lake",
         "warehouse.url": f"duckdb:///{root / 'warehouse.duckdb'}",
         "checkpoint.path": root / "checkpoints",
+        "metrics.path": root / "metrics.jsonl",
         "trigger.interval": "1 s",
         "source.max_files_per_trigger": 1,
     }

@@ -2,7 +2,8 @@
 
 A sink's ``write`` must be idempotent per ``batch_id``: when Spark replays a batch after a failure, the
 sink either replaces its own earlier output for that batch or recognises the batch as already applied.
-Errors propagate (so the query stops and restarts from its checkpoint), chained as :class:`SinkError`.
+Errors propagate (so the query stops and restarts from its checkpoint), chained as :class:`SinkError`;
+one that a replay would repeat is a :class:`PermanentSinkError`, which stops the app instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from pyspark.sql import DataFrame
 
 class SinkError(RuntimeError):
     """A sink could not write a micro-batch."""
+
+
+class PermanentSinkError(SinkError):
+    """A sink could not write a micro-batch, and no replay of it ever will (the destination rejects its
+    data): the app stops with this message instead of restarting the query from its checkpoint."""
 
 
 @runtime_checkable

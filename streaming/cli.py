@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_docs_config)
 
-    for module in ("sinks.warehouse.admin", "bootstrap.cli"):
+    for module in ("streaming.quarantine", "sinks.warehouse.admin", "bootstrap.cli"):
         try:
             registrar = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -33,6 +33,7 @@ from pydantic import (
 
 from streaming.commands import UsageError
 from streaming.durations import PositiveDuration, spark_interval
+from streaming.schema import EVENT_TYPES, PLATFORMS
 
 # spark_interval lives in streaming.durations; streaming/query.py still imports it from here.
 __all__ = ["WAREHOUSE_SCHEMES", "AppConfig", "ConfigError", "is_table_name", "load_config", "spark_interval"]
@@ -179,6 +180,27 @@ class ValidationConfig(_Section):
         default=timedelta(hours=1),
         description="events whose `event_time` is further ahead of processing time are quarantined",
     )
+    event_types: tuple[str, ...] = Field(
+        default=EVENT_TYPES,
+        min_length=1,
+        description="the `event_type` values the contract accepts (any other is `unknown_event_type`); "
+        "only the default ones are counted in the windows",
+    )
+    platforms: tuple[str, ...] = Field(
+        default=PLATFORMS,
+        min_length=1,
+        description="the `platform` values the contract accepts, in any case (any other is "
+        "`unknown_platform`)",
+    )
+
+    @field_validator("event_types", "platforms")
+    @classmethod
+    def _distinct(cls, values: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        if info.field_name == "platforms":
+            values = tuple(v.lower() for v in values)  # compared case-insensitively, stored lower-case
+        if any(not v.strip() for v in values) or len(set(values)) != len(values):
+            raise ValueError("values must be non-blank and distinct")
+        return values
 
 
 class DedupConfig(_Section):
@@ -312,6 +334,37 @@ class RunConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    path: str | None = Field(
+        default="data/metrics/pipeline.jsonl",
+        description="local JSON-lines file each micro-batch's health figures are appended to (unset: none); "
+        "see docs/operations.md",
+    )
+    cloudwatch_namespace: str | None = Field(
+        default=None,
+        description="CloudWatch namespace the figures are also put into with `PutMetricData` (unset: no "
+        "CloudWatch)",
+    )
+    cloudwatch_dimensions: dict[str, str] = Field(
+        default_factory=dict,
+        description="dimensions of every CloudWatch metric (`name: value`), besides `Query` (and `Reason` "
+        "for quarantine counts)",
+    )
+    region: str | None = Field(
+        default=None, description="AWS region of CloudWatch (unset: the AWS environment's region)"
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="CloudWatch endpoint, e.g. a local test server (unset: AWS's)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _local(cls, value: str | None) -> str | None:
+        if value and "://" in value:
+            raise ValueError("metrics.path is a local file (CloudWatch is the remote destination)")
+        return value or None
+
+
 class SparkConfig(_Section):
     master: str | None = Field(
         default="local[2]", description="Spark master (unset on a cluster, where spark-submit sets it)"
@@ -337,6 +390,7 @@ class AppConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     trigger: TriggerConfig = TriggerConfig()
     run: RunConfig = RunConfig()
+    metrics: MetricsConfig = MetricsConfig()
     spark: SparkConfig = SparkConfig()
     # The EMR deployment belongs to bootstrap/: the app keeps the section as written and `mediapulse emr`
     # validates it (bootstrap.settings.emr_settings), so the app's config does not depend on the deployer.

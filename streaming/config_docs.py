@@ -72,6 +72,8 @@ def _value(value: Any) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, dict):
         return "`{}`" if not value else f"`{value}`"
+    if isinstance(value, tuple | list):
+        return f"`[{', '.join(str(item) for item in value)}]`"  # as YAML (and `--set`) writes a list
     return f"`{value}`"
 
 
@@ -100,6 +102,8 @@ def _accepts(field: FieldInfo) -> str:
         return "text"
     if get_origin(kind) is dict:
         return "mapping"
+    if get_origin(kind) in (tuple, list):
+        return "list of text"
     if isinstance(kind, type) and issubclass(kind, BaseModel):
         return "section"
     raise ConfigDocsError(f"no way to describe the type {field.annotation!r}")

@@ -1,13 +1,18 @@
-"""One concise line per micro-batch, and running totals for the summary at exit."""
+"""One concise line per micro-batch, running totals for the summary at exit, and each batch's health
+figures for the metrics sink (:mod:`sinks.metrics`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import defaultdict
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql.streaming import StreamingQueryListener
+
+if TYPE_CHECKING:
+    from sinks.metrics import HealthMetrics
 
 log = logging.getLogger("mediapulse.progress")
 
@@ -45,6 +50,53 @@ def summarize_progress(progress: Any, scans: int = 1) -> dict[str, Any]:
     }
 
 
+def _instant(text: str | None) -> datetime | None:
+    """A progress report's ISO 8601 time (``…Z``), or None when absent or the epoch (no watermark yet)."""
+    if not text or text.startswith("1970-01-01T00:00:00"):
+        return None
+    return datetime.fromisoformat(text)
+
+
+def _seconds(span: timedelta) -> float:
+    return round(span.total_seconds(), 3)
+
+
+def health_figures(progress: Any) -> dict[str, float | None]:
+    """The health figures of one ``StreamingQueryProgress`` (None where the query has no such figure).
+
+    Records in, valid and quarantined come from the ingest query's observed metrics; late events, unknown
+    content, the watermark delay (batch start - watermark) and the freshness lag (batch end - newest event
+    time of the batch) from the engagement query; ``MillisBehindLatest`` from a Kinesis source that
+    reports it (the connector's ``maxMsBehindLatest``).
+    """
+    s = summarize_progress(progress)
+    started = _instant(progress.timestamp)
+    event_time = progress.eventTime or {}
+    watermark, newest = _instant(event_time.get("watermark")), _instant(event_time.get("max"))
+    engagement = s["query"] == "engagement"
+    behind = [
+        float(value)
+        for source in progress.sources or []
+        for key, value in (source.metrics or {}).items()
+        if key in ("maxMsBehindLatest", "MillisBehindLatest") and value is not None
+    ]
+    return {
+        "records_in": s["records_in"],
+        "valid": s["valid"],
+        "quarantined": s["quarantined"],
+        "late_events": s["late"] if engagement else None,
+        "unknown_content": s["unknown_content"],
+        "watermark_delay_s": _seconds(started - watermark) if engagement and started and watermark else None,
+        "batch_duration_ms": s["duration_ms"],
+        "freshness_lag_s": (
+            _seconds(started + timedelta(milliseconds=s["duration_ms"]) - newest)
+            if engagement and started and newest
+            else None
+        ),
+        "millis_behind_latest": max(behind) if behind else None,
+    }
+
+
 def format_line(s: dict[str, Any]) -> str:
     parts = [
         f"[{s['query']}] batch {s['batch_id']}:",
@@ -68,13 +120,15 @@ def format_line(s: dict[str, Any]) -> str:
 
 
 class ProgressReporter(StreamingQueryListener):
-    """Logs a line per micro-batch with data and accumulates per-query totals.
+    """Logs a line per micro-batch with data, accumulates per-query totals and reports each batch's
+    health figures to ``metrics`` (when given).
 
     ``scans`` maps a query name to how many times its batch function reads each batch (default 1).
     """
 
-    def __init__(self, scans: dict[str, int] | None = None) -> None:
+    def __init__(self, metrics: HealthMetrics | None = None, scans: dict[str, int] | None = None) -> None:
         super().__init__()
+        self.metrics = metrics
         self.scans = dict(scans or {})
         self._lock = threading.Lock()
         self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -109,6 +163,9 @@ class ProgressReporter(StreamingQueryListener):
                 self.durations[summary["query"]].append(summary["duration_ms"])
         if summary["input_rows"] or summary["late"]:
             log.info(format_line(summary))
+        if self.metrics is not None:
+            started = datetime.fromisoformat(progress.timestamp)
+            self.metrics.report(summary["query"], summary["batch_id"], started, health_figures(progress))
 
     def onQueryIdle(self, event: Any) -> None:
         pass

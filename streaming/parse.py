@@ -24,8 +24,8 @@ two points):
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from pyspark.sql import Column, DataFrame
@@ -35,7 +35,9 @@ from pyspark.sql import types as T
 from streaming.schema import (
     EVENT_FIELDS,
     EVENT_SCHEMA,
-    MAX_ID_LENGTH,
+    EVENT_TYPES,
+    MAX_ID_BYTES,
+    PLATFORMS,
     QUARANTINE_SCHEMA,
     WATCHED_EVENT_TYPES,
     Field,
@@ -70,11 +72,18 @@ _STRINGS_AS_VARIANTS = T.StructType(
 )
 
 
-def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
+def parse_events(
+    raw: DataFrame,
+    max_future_skew: timedelta,
+    event_types: Sequence[str] = EVENT_TYPES,
+    platforms: Sequence[str] = PLATFORMS,
+) -> DataFrame:
     """Raw records (``value, source, ingest_time``) -> typed event columns plus ``raw`` and ``reasons``.
 
     Blank lines are dropped (they are not records). ``reasons`` is empty for a valid event.
+    ``event_types`` and ``platforms`` (lower-case) are the values accepted (``validation.*``).
     """
+    choices = {"event_type": tuple(event_types), "platform": tuple(platforms)}
     # Each step is one projection; the columns it adds are computed once and read by the next step.
     value = F.col("value")
     # A record is a line holding more than whitespace, as Python's str.strip() counts it (`{` is a
@@ -108,7 +117,8 @@ def parse_events(raw: DataFrame, max_future_skew: timedelta) -> DataFrame:
         "*", *[_instant(f).alias(f"_time_{f.name}") for f in EVENT_FIELDS if f.kind == "event_time"]
     )
     limit = F.current_timestamp() + F.make_dt_interval(secs=F.lit(int(max_future_skew.total_seconds())))
-    checks = {f.name: _CHECKS[f.kind](f, _Read.of(f), limit) for f in EVENT_FIELDS}
+    fields = [replace(f, choices=choices.get(f.name, f.choices)) for f in EVENT_FIELDS]
+    checks = {f.name: _CHECKS[f.kind](f, _Read.of(f), limit) for f in fields}
     record_reason = F.when(~F.col("_one_value"), F.lit("malformed_json")).when(
         F.col("_fields").isNull(), F.lit("not_an_object")
     )
@@ -268,9 +278,9 @@ def _missing_or_wrong_type(field: Field, read: _Read, right_type: Column) -> lis
 
 
 def _check_id(field: Field, read: _Read, limit: Column) -> _Checked:
-    # Characters, as the contract counts them; the byte count bounds them and costs nothing to read.
+    # UTF-8 bytes, as the contract (and a Redshift VARCHAR) counts them: a string knows its byte count.
     size = F.octet_length(read.text)
-    length_ok = (size >= 1) & ((size <= MAX_ID_LENGTH) | (F.length(read.text) <= MAX_ID_LENGTH))
+    length_ok = (size >= 1) & (size <= MAX_ID_BYTES)
     return _Checked(
         read.text,
         _first_reason(

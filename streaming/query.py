@@ -30,6 +30,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from sinks.base import Sink, write_all
 from sinks.lake import LakeSink
+from sinks.metrics import HealthMetrics, QuarantineReasons
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir, ledger_name
@@ -50,9 +51,6 @@ from streaming.transforms import (
 
 __all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks"]
 
-
-# The events query's sinks (event log, quarantine) each read a batch of records: they are not cached.
-EVENTS_SCANS_PER_BATCH = 2
 
 # The record log keeps entries this many record retentions long (a day by default).
 RECORDS_LOG_RETENTION_FACTOR = 24
@@ -79,16 +77,17 @@ def records_path(cfg: AppConfig) -> str:
     return checkpoint_dir(cfg.checkpoint.path, RECORDS)
 
 
-def events_sinks(cfg: AppConfig, checkpoint_id: str) -> list[Sink]:
+def events_sinks(cfg: AppConfig, checkpoint_id: str, metrics: HealthMetrics | None = None) -> list[Sink]:
     lake = cfg.lake.path.rstrip("/")
     options = parquet_options(PLAIN_ENCODED_COLUMNS)
-    return [  # EVENTS_SCANS_PER_BATCH counts these
+    return [  # each reads the batch: the events query reports input rows per scan
         LakeSink(
             "events", f"{lake}/events", ("event_date", "event_hour"), event_log_rows, checkpoint_id, options
         ),
         LakeSink(
             "quarantine", f"{lake}/quarantine", ("ingest_date",), quarantine_rows, checkpoint_id, options
         ),
+        *([QuarantineReasons("quarantine metrics", EVENTS, metrics)] if metrics else []),
     ]
 
 
@@ -123,7 +122,10 @@ def _writer(
 def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = False) -> StreamingQuery:
     """source -> validated records, written once with Spark's streaming file sink."""
     raw = read_source(spark, cfg.source, checkpoint_dir(cfg.checkpoint.path, INGEST))
-    records = validated_records(raw, cfg.validation.max_future_skew, cfg.dedup.retention)
+    checks = cfg.validation
+    records = validated_records(
+        raw, checks.max_future_skew, cfg.dedup.retention, checks.event_types, checks.platforms
+    )
     return (
         _writer(records, INGEST, cfg, None if available_now else cfg.trigger.interval)
         .outputMode("append")
@@ -148,15 +150,20 @@ def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
 
 
 def start_events(
-    spark: SparkSession, cfg: AppConfig, checkpoint_id: str, *, available_now: bool = False
+    spark: SparkSession,
+    cfg: AppConfig,
+    checkpoint_id: str,
+    *,
+    available_now: bool = False,
+    metrics: HealthMetrics | None = None,
 ) -> StreamingQuery:
-    """records -> the lake's event log and quarantine."""
+    """records -> the lake's event log and quarantine (and its counts by reason to ``metrics``)."""
     records = read_records(spark, cfg)
     return (
         _writer(records, EVENTS, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("append")
         # A batch of records is a Parquet scan: each sink reading it again costs less than caching it.
-        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id)), persist=False))
+        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id, metrics)), persist=False))
         .start()
     )
 

@@ -15,11 +15,13 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from sinks.base import PermanentSinkError
+from sinks.metrics import open_metrics
 from sinks.warehouse import Warehouse, open_warehouse
 from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
-from streaming.query import EVENTS_SCANS_PER_BATCH, start_engagement, start_events, start_ingest
+from streaming.query import events_sinks, start_engagement, start_events, start_ingest
 from streaming.sources.kinesis.backlog import behind_latest
 from streaming.storage import path_exists
 
@@ -44,6 +46,19 @@ def root_cause(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()]
     errors = [line for line in lines if _ERROR_LINE.match(line) and "Py4J" not in line]
     return errors[-1] if errors else (lines[0] if lines else "unknown error")
+
+
+# A PermanentSinkError's message in a query failure: from its traceback line to the blank line after it.
+_PERMANENT = re.compile(
+    rf"^(?:[\w.]+\.)?{PermanentSinkError.__name__}: (.+?)(?:\n\s*\n|\Z)", re.MULTILINE | re.DOTALL
+)
+
+
+def permanent_failure(text: str) -> str | None:
+    """The message of a sink failure that a replay would repeat (:class:`sinks.base.PermanentSinkError`)
+    in a query failure's text, or None."""
+    found = _PERMANENT.findall(text)
+    return found[-1].strip() if found else None
 
 
 def marker_exists(spark: SparkSession, uri: str) -> bool:
@@ -105,14 +120,18 @@ def run_pipeline(
     opener = warehouse or (lambda: open_warehouse(cfg.warehouse))
     with opener() as target:  # fail fast on an unreachable warehouse; create its tables if missing
         target.init()
-    reporter = ProgressReporter(scans={EVENTS: EVENTS_SCANS_PER_BATCH})
+    metrics = open_metrics(cfg.metrics)
+    # Each sink of the events query reads its batch (not cached): Spark counts the rows once per read.
+    reporter = ProgressReporter(metrics, scans={EVENTS: len(events_sinks(cfg, checkpoint_id, metrics))})
     spark.streams.addListener(reporter)
     stop = stop or threading.Event()
     run = _Run(spark, cfg, reporter, stop)
 
     def start_consumers() -> None:
         once = available_now
-        run.start(EVENTS, lambda: start_events(spark, cfg, checkpoint_id, available_now=once))
+        run.start(
+            EVENTS, lambda: start_events(spark, cfg, checkpoint_id, available_now=once, metrics=metrics)
+        )
         run.start(
             ENGAGEMENT,
             lambda: start_engagement(spark, cfg, checkpoint_id, available_now=once, warehouse=opener),
@@ -202,6 +221,9 @@ class _Run:
             error = query.exception()
             if error is None:
                 continue
+            permanent = permanent_failure(str(error))
+            if permanent is not None:  # a restart would replay the batch into the same failure
+                raise PipelineError(f"query {name} stopped, not restarted: {permanent}") from error
             cause = root_cause(str(error))
             now = time.monotonic()
             while self._restarts and now - self._restarts[0] > 3600:

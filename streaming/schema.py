@@ -10,7 +10,9 @@ from pyspark.sql import types as T
 EVENT_TYPES: tuple[str, ...] = ("impression", "click", "play_start", "progress", "complete")
 PLATFORMS: tuple[str, ...] = ("web", "ios", "android", "tv")
 WATCHED_EVENT_TYPES: tuple[str, ...] = ("progress", "complete")
-MAX_ID_LENGTH = 128
+# Redshift VARCHAR widths count UTF-8 bytes; so does the contract.
+MAX_ID_BYTES = 128
+_ID_TYPE = f"string, 1-{MAX_ID_BYTES} bytes in UTF-8"
 
 Kind = Literal["id", "enum", "event_time", "watch_ms", "string", "integer"]
 
@@ -32,7 +34,7 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "event_id",
         "id",
         True,
-        f"string, 1-{MAX_ID_LENGTH} chars",
+        _ID_TYPE,
         "client-generated; the same id seen again is a duplicate",
     ),
     Field(
@@ -40,7 +42,8 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "enum",
         True,
         ", ".join(f"`{t}`" for t in EVENT_TYPES),
-        "anything else is invalid (`unknown_event_type`)",
+        "the list is `validation.event_types` (these by default); anything else is invalid "
+        "(`unknown_event_type`)",
         EVENT_TYPES,
     ),
     Field(
@@ -51,18 +54,19 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "stored as UTC timestamp; unparseable is invalid (`bad_event_time`); more than "
         "`validation.max_future_skew` ahead of processing time is invalid (`event_time_in_future`)",
     ),
-    Field("content_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", "joined with the content dimension"),
-    Field("affiliate_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", ""),
+    Field("content_id", "id", True, _ID_TYPE, "joined with the content dimension"),
+    Field("affiliate_id", "id", True, _ID_TYPE, ""),
     Field(
         "platform",
         "enum",
         True,
         ", ".join(f"`{p}`" for p in PLATFORMS),
-        "case-insensitive, stored lower-case; anything else is invalid (`unknown_platform`)",
+        "the list is `validation.platforms` (these by default); case-insensitive, stored lower-case; "
+        "anything else is invalid (`unknown_platform`)",
         PLATFORMS,
         lower_case=True,
     ),
-    Field("user_id", "id", True, f"string, 1-{MAX_ID_LENGTH} chars", "pseudonymous viewer id"),
+    Field("user_id", "id", True, _ID_TYPE, "pseudonymous viewer id"),
     Field(
         "watch_ms",
         "watch_ms",
@@ -87,9 +91,9 @@ REASON_CODES: dict[str, str] = {
     "not_an_object": "the record is JSON but not an object",
     "missing_field:<name>": "a required field is absent or null",
     "wrong_type:<name>": "a field has the wrong JSON type",
-    "bad_length:<name>": f"a string id is empty or longer than {MAX_ID_LENGTH} characters",
-    "unknown_event_type": f"event_type is not one of {', '.join(EVENT_TYPES)}",
-    "unknown_platform": f"platform is not one of {', '.join(PLATFORMS)} (any case)",
+    "bad_length:<name>": f"a string id is empty or longer than {MAX_ID_BYTES} bytes in UTF-8",
+    "unknown_event_type": "event_type is not one of `validation.event_types`",
+    "unknown_platform": "platform is not one of `validation.platforms` (any case)",
     "bad_event_time": "event_time is neither an RFC 3339 string nor an integer of epoch milliseconds",
     "event_time_in_future": "event_time is more than max_future_skew ahead of processing time",
     "bad_watch_ms": "watch_ms is missing, negative or not an integer on a progress/complete event",

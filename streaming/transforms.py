@@ -6,6 +6,7 @@ backfill chain the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from pyspark.sql import DataFrame
@@ -16,7 +17,7 @@ from streaming.dedup import deduplicate
 from streaming.durations import spark_interval
 from streaming.enrich import enrich_with_content
 from streaming.parse import parse_events, quarantined, valid_events
-from streaming.schema import RECORD_SCHEMA
+from streaming.schema import EVENT_TYPES, PLATFORMS, RECORD_SCHEMA
 
 
 def with_record_metrics(parsed: DataFrame) -> DataFrame:
@@ -39,14 +40,20 @@ def with_content_metrics(enriched: DataFrame) -> DataFrame:
     )
 
 
-def validated_records(raw: DataFrame, max_future_skew: timedelta, dedup_retention: timedelta) -> DataFrame:
+def validated_records(
+    raw: DataFrame,
+    max_future_skew: timedelta,
+    dedup_retention: timedelta,
+    event_types: Sequence[str] = EVENT_TYPES,
+    platforms: Sequence[str] = PLATFORMS,
+) -> DataFrame:
     """Raw records -> validated records (:data:`RECORD_SCHEMA`), each record parsed once.
 
     Valid events are deduplicated by event id within ``dedup_retention`` of arrival time; invalid records
     are all kept, with their raw text and reasons (the raw text of a valid event is not kept: the event
     columns hold it).
     """
-    parsed = parse_events(raw, max_future_skew).transform(with_record_metrics)
+    parsed = parse_events(raw, max_future_skew, event_types, platforms).transform(with_record_metrics)
     valid = F.size("reasons") == 0
     keyed = parsed.select(
         *[F.when(~valid, F.col(name)).alias(name) if name == "raw" else name for name in parsed.columns],

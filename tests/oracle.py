@@ -11,8 +11,10 @@ Contract decisions this oracle makes explicit (the pipeline must agree with them
   ``\\r\\n`` or ``\\r``.
 * ``null`` is the same as an absent field.
 * Required strings (``event_id``, ``content_id``, ``affiliate_id``, ``user_id``) must be JSON strings of
-  1-128 characters. ``event_type`` and ``platform`` must be strings from their fixed sets (``platform``
-  compared case-insensitively); any other string is ``unknown_*``, any other JSON type ``wrong_type:*``.
+  1-128 bytes in UTF-8 (a Redshift ``VARCHAR(128)`` counts bytes); an unpaired surrogate escape such as
+  ``"\\ud800"`` is stored as ``?`` and counts one byte. ``event_type`` and ``platform`` must be strings
+  from their fixed sets (``platform`` compared case-insensitively); any other string is ``unknown_*``,
+  any other JSON type ``wrong_type:*``.
 * ``event_time`` is either a string of exactly ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`` that
   names a real instant, or a JSON integer of epoch milliseconds. Any other string is ``bad_event_time``;
   any other JSON type (float, boolean, array, object) is ``wrong_type:event_time``. Fractions beyond six
@@ -45,7 +47,7 @@ PLATFORMS = frozenset({"web", "ios", "android", "tv"})
 WATCHED_EVENT_TYPES = frozenset({"progress", "complete"})
 REQUIRED_STRINGS = ("event_id", "content_id", "affiliate_id", "user_id")
 OPTIONAL_STRINGS = ("session_id", "placement", "country", "app_version")
-MAX_STRING_LENGTH = 128
+MAX_STRING_BYTES = 128
 MAX_LONG = 2**63 - 1
 MIN_LONG = -(2**63)
 
@@ -147,7 +149,7 @@ def classify(
             reasons.append(f"missing_field:{name}")
         elif not isinstance(value, str):
             reasons.append(f"wrong_type:{name}")
-        elif not 1 <= len(value) <= MAX_STRING_LENGTH:
+        elif not 1 <= len(value.encode("utf-8", "replace")) <= MAX_STRING_BYTES:
             reasons.append(f"bad_length:{name}")
         else:
             event[name] = value

@@ -59,6 +59,7 @@ def pipeline_config(root: Path, *overrides: str) -> AppConfig:
             f"lake.path={root / 'lake'}",
             f"warehouse.url=duckdb:///{root / 'warehouse.duckdb'}",
             f"checkpoint.path={root / 'checkpoints'}",
+            f"metrics.path={root / 'metrics.jsonl'}",
             "trigger.interval=1 s",
             *overrides,
         ],

@@ -102,13 +102,20 @@ def test_field_of_the_wrong_json_type_is_wrong_type(name: str, value: Any) -> No
 
 
 @pytest.mark.parametrize("name", ["event_id", "content_id", "affiliate_id", "user_id"])
-@pytest.mark.parametrize("value", ["", "x" * 129], ids=["empty", "129 chars"])
-def test_required_string_outside_1_to_128_chars_is_bad_length(name: str, value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["", "x" * 129, "é" * 65, "😀" * 33], ids=["empty", "129 chars", "130 bytes", "132 bytes"]
+)
+def test_required_string_outside_1_to_128_utf8_bytes_is_bad_length(name: str, value: str) -> None:
     assert reasons_of(line(**{name: value})) == [f"bad_length:{name}"]
 
 
-def test_required_string_of_128_chars_is_valid() -> None:
-    assert reasons_of(line(event_id="x" * 128, user_id="é" * 128)) == []
+def test_required_string_of_128_utf8_bytes_is_valid() -> None:
+    assert reasons_of(line(event_id="x" * 128, user_id="é" * 64, content_id="😀" * 32)) == []
+
+
+def test_an_unpaired_surrogate_escape_counts_one_byte() -> None:
+    assert reasons_of(line(user_id="\ud800" * 128)) == []
+    assert reasons_of(line(user_id="\ud800" * 129)) == ["bad_length:user_id"]
 
 
 @pytest.mark.parametrize("value", ["share", "Impression", "", "play-start"])

@@ -50,6 +50,12 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the streaming query restarts from its checkpoint."""
 
 
+class RejectedRowsError(WarehouseError):
+    """The warehouse rejected rows of a batch for a data reason (a value too long or out of range for its
+    column, a violated constraint). Every replay of the batch would fail the same way, so a load is not
+    retried and the app stops instead of restarting the query (:class:`sinks.base.PermanentSinkError`)."""
+
+
 class WarehouseMissingError(UsageError, WarehouseError):
     """A reader found no warehouse (no DuckDB file, or no table) and created nothing."""
 

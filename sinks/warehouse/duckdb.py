@@ -129,6 +129,9 @@ class DuckDBWarehouse(SqlWarehouse):
     def _retry_reason(self, error: BaseException) -> str | None:
         return None
 
+    def _rejects_rows(self, error: BaseException) -> bool:
+        return isinstance(error, duckdb.ConversionException | duckdb.ConstraintException)
+
     def _is_missing_table(self, error: BaseException) -> bool:
         return isinstance(error, duckdb.CatalogException)
 

@@ -14,6 +14,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,14 @@ import pyarrow.fs as pafs
 from psycopg import errors as pg_errors
 
 from sinks.warehouse import sql
-from sinks.warehouse.base import COLUMN_NAMES, Isolation, StagedBatch, WarehouseError, validate_identifier
+from sinks.warehouse.base import (
+    COLUMN_NAMES,
+    KEY,
+    Isolation,
+    StagedBatch,
+    WarehouseError,
+    validate_identifier,
+)
 from sinks.warehouse.catalog import ColumnDef, diff_columns, split_name
 from sinks.warehouse.protocol import Contended, RetryPolicy, ServerWarehouse, with_max_outage
 from sinks.warehouse.staging import (
@@ -217,6 +225,36 @@ class PostgresWarehouse(ServerWarehouse):
             if conn is None or conn.closed or conn.broken:
                 return "disconnect"
         return None
+
+    def _rejects_rows(self, error: BaseException) -> bool:
+        # SQLSTATE class 22 (data exception: a value too long, out of range, malformed) or 23 (integrity
+        # constraint violation): the rows are refused, on every try.
+        state = getattr(error, "sqlstate", None) or ""
+        return isinstance(error, psycopg.Error) and state[:2] in ("22", "23")
+
+    def _rejected_rows(self, error: BaseException, batch: StagedBatch) -> list[str]:
+        """The staged row a COPY refused (its key, found by the line PostgreSQL names) and the server's
+        words about it: the COPY context (line, column, value) or the failing row of a constraint."""
+        diag = getattr(error, "diag", None)
+        if diag is None:
+            return []
+        context = (diag.context or "").strip().splitlines()
+        lines = []
+        line = re.match(rf"COPY {sql.STAGE_TABLE}, line (\d+)", context[0]) if context else None
+        if line is not None:
+            lines.append(f"row {line[1]} of the staged files: {self._staged_key(batch, int(line[1]))}")
+        lines += [text for text in (context[0] if context else None, diag.message_detail) if text]
+        return lines
+
+    def _staged_key(self, batch: StagedBatch, number: int) -> str:
+        """The key of the ``number``-th row (from 1) of the batch's staged files, as COPY reads them."""
+        seen = 0
+        for part in iter_record_batches(batch.files, KEY, s3=self._s3_fs(batch)):
+            if seen + part.num_rows >= number:
+                row = part.slice(number - seen - 1, 1).to_pylist()[0]
+                return ", ".join(f"{name}={row[name]}" for name in KEY)
+            seen += part.num_rows
+        return "(not found in the staged files)"
 
     def _serialize(self, cur: Any, batch: StagedBatch) -> None:
         # Taken before any read; if another session holds it, wait for it to finish, then start over in

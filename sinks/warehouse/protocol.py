@@ -12,6 +12,10 @@
    target; insert the ledger row; COMMIT;
 5. delete the batch's staged objects when they are on S3 (local ones are the sink's).
 
+A failure the backend says rejects the batch's data (``_rejects_rows``: a value too long for its column,
+a violated constraint) is not retried: :class:`RejectedRowsError` names the batch and the rows the
+warehouse reported, and the app stops (a replay would fail the same way).
+
 Failures the backend calls worth another try (``_retry_reason``: serialization failures, dropped or
 refused connections) are retried (tenacity) with capped, jittered exponential backoff, reconnecting when
 the connection is gone. A load keeps trying for up to ``warehouse.max_outage`` (a warehouse outage
@@ -43,6 +47,7 @@ from tenacity import (
 
 from sinks.warehouse import sql
 from sinks.warehouse.base import (
+    RejectedRowsError,
     StagedBatch,
     TopRow,
     Warehouse,
@@ -180,6 +185,14 @@ class SqlWarehouse(Warehouse):
     def _delete_staging(self, uri: str) -> None:
         """Delete every object under the ``s3://`` staging prefix ``uri`` (one attempt's files)."""
 
+    def _rejects_rows(self, error: BaseException) -> bool:
+        """Whether ``error`` rejects the batch's data, so that every replay of it would fail the same way."""
+        return False
+
+    def _rejected_rows(self, error: BaseException, batch: StagedBatch) -> list[str]:
+        """What ``error`` (see :meth:`_rejects_rows`) says about the rows rejected, one line each."""
+        return []
+
     def _load_failed(self, error: WarehouseError, batch: StagedBatch) -> WarehouseError | None:
         """A more telling error for a load that failed for good, or None."""
         return None
@@ -230,6 +243,8 @@ class SqlWarehouse(Warehouse):
             raise
         except Exception as e:
             reason = self._retry_reason(e)
+            if reason is None and self._rejects_rows(e):
+                raise RejectedRowsError(f"{what} failed: {_one_line(e)}") from e
             if reason is None:
                 raise WarehouseError(f"{what} failed: {_one_line(e)}") from e
             if reason == "disconnect":
@@ -349,6 +364,8 @@ class SqlWarehouse(Warehouse):
 
         try:
             applied = self._run(what, lambda cur: self._transaction(cur, load), outage=True)
+        except RejectedRowsError as e:
+            raise self._rejection(e, batch) from e.__cause__
         except WarehouseError as e:
             better = self._load_failed(e, batch)
             if better is not None:
@@ -360,6 +377,16 @@ class SqlWarehouse(Warehouse):
             log.info("%s already in the ledger; skipped", what)
         self._after_load(batch)
         return applied
+
+    def _rejection(self, error: RejectedRowsError, batch: StagedBatch) -> RejectedRowsError:
+        """``error`` with the rows the warehouse rejected, and what happens now."""
+        rows = self._rejected_rows(error.__cause__, batch) if error.__cause__ is not None else []
+        listing = "\n".join(f"  {line}" for line in rows) or "  (the warehouse named none)"
+        return RejectedRowsError(
+            f"{error}\nthe warehouse rejects rows of {batch.query} batch {batch.batch_id} (staged at "
+            f"{batch.uri}): every replay would fail the same way, so the batch is not retried; fix the "
+            f"data or the table and start the app again\nrejected rows:\n{listing}"
+        )
 
     def _after_load(self, batch: StagedBatch) -> None:
         """The batch is in the warehouse (committed now, or earlier): its staged objects on S3 go.

@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 from sinks.warehouse import sql
-from sinks.warehouse.base import Isolation, StagedBatch, WarehouseError, validate_identifier
+from sinks.warehouse.base import (
+    Isolation,
+    RejectedRowsError,
+    StagedBatch,
+    WarehouseError,
+    validate_identifier,
+)
 from sinks.warehouse.catalog import ColumnDef, diff_columns, split_name
 from sinks.warehouse.protocol import RetryPolicy, ServerWarehouse, with_max_outage
 from sinks.warehouse.staging import is_s3_url, split_s3_url, to_warehouse_types
@@ -496,14 +502,23 @@ class RedshiftWarehouse(ServerWarehouse):
                 raise
             raise CopyFailed(_error_fields(e).get("M") or str(e)) from e
 
+    def _rejects_rows(self, error: BaseException) -> bool:
+        # SQLSTATE class 22 (data exception) or 23 (integrity constraint violation), e.g. in the MERGE
+        return _error_fields(error).get("C", "")[:2] in ("22", "23")
+
     def _load_failed(self, error: WarehouseError, batch: StagedBatch) -> WarehouseError | None:
         if not isinstance(error.__cause__, CopyFailed):
             return None
         details = self.load_errors()
         listing = "\n".join(f"  {line}" for line in details) or "  (no rows in the load error views)"
-        return WarehouseError(
-            f"COPY of {batch.query} batch {batch.batch_id} from {batch.uri} failed: {error.__cause__}\n"
-            f"load errors of this session:\n{listing}"
+        message = f"COPY of {batch.query} batch {batch.batch_id} from {batch.uri} failed: {error.__cause__}"
+        if not details:  # no file or row refused (e.g. S3 access denied): may succeed after a restart
+            return WarehouseError(f"{message}\nload errors of this session:\n{listing}")
+        # COPY refused rows of the staged files: every replay would fail the same way.
+        return RejectedRowsError(
+            f"{message}\nthe warehouse rejects rows of this batch: every replay would fail the same way, so "
+            f"the batch is not retried; fix the data or the table and start the app again\n"
+            f"rejected rows (load errors of this session):\n{listing}"
         )
 
     def load_errors(self) -> list[str]:

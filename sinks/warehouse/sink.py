@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame
 
-from sinks.base import SinkError
-from sinks.warehouse.base import COLUMN_NAMES, StagedBatch, Warehouse
+from sinks.base import PermanentSinkError, SinkError
+from sinks.warehouse.base import COLUMN_NAMES, RejectedRowsError, StagedBatch, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class WarehouseSink:
         try:
             with self.open_warehouse() as warehouse:
                 applied = warehouse.load_batch(staged)
+        except RejectedRowsError as e:
+            raise PermanentSinkError(f"warehouse sink: {e}") from e  # names the query and the batch
         except Exception as e:
             raise SinkError(f"warehouse sink failed on {self.query} batch {batch_id}: {e}") from e
         finally:

@@ -129,8 +129,14 @@ def column_type(name: str, kind: ColumnType | str, dialect: Dialect) -> str:
     if dialect == "duckdb":
         return _DUCKDB_TYPES[kind]
     if kind == "string":
-        return f"VARCHAR({_VARCHAR_BYTES.get(name, _DEFAULT_VARCHAR_BYTES)})"
+        return f"VARCHAR({varchar_bytes(name)})"
     return _REDSHIFT_TYPES[kind]
+
+
+def varchar_bytes(name: str) -> int:
+    """The width, in UTF-8 bytes, of the text column ``name`` on Redshift; the content dimension's text is
+    fitted to it on every backend (:func:`streaming.sources.content_dim.fit_text`)."""
+    return _VARCHAR_BYTES.get(name, _DEFAULT_VARCHAR_BYTES)
 
 
 def column_encoding(kind: ColumnType | str) -> str:

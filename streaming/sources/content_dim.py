@@ -4,6 +4,9 @@ A stream-static join in Spark plans its static side once, so a plain file read w
 of the query's start. This Python data source is re-executed by each micro-batch instead; each Python
 worker keeps the last table it read and re-reads the files when it is older than the refresh interval.
 Files may be CSV (with a header) or Parquet, local or on S3; the schema is explicit, never inferred.
+
+Text is fitted to its warehouse column as it is read (:func:`fit_text`), so the engagement rows, the lake
+and every warehouse backend carry the same values and a Redshift COPY never meets an over-long title.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from streaming.config import DimensionsConfig
-from streaming.schema import CONTENT_DIM_SCHEMA
+from streaming.schema import CONTENT_DIM, CONTENT_DIM_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,38 @@ def load_table(path: str, fmt: str) -> Any:
         except (OSError, ValueError, KeyError, pa.ArrowException) as e:
             first_line = str(e).strip().splitlines()[0][:300]
             raise DimensionError(f"cannot read content dimension file {file} as {fmt}: {first_line}") from e
-    return pa.concat_tables(tables)
+    return fit_text(pa.concat_tables(tables))
+
+
+def fit_text(table: Any) -> Any:
+    """``table`` with each text attribute cut to its warehouse column width in UTF-8 bytes
+    (:func:`sinks.warehouse.sql.varchar_bytes`: ``title`` 1024, ``category`` and ``publisher`` 256,
+    ``content_type`` 64), on a character boundary; a row whose key is too long is dropped (no valid event
+    can name it: ids are limited to the same width). Each change is logged with its count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sinks.warehouse.sql import varchar_bytes
+
+    for name in CONTENT_DIM.key:
+        fits = pc.fill_null(pc.less_equal(pc.binary_length(table[name]), varchar_bytes(name)), True)
+        dropped = table.num_rows - pc.sum(fits).as_py() if table.num_rows else 0
+        if dropped:
+            log.warning("content dimension: dropped %d rows whose %s is longer than %d bytes",
+                        dropped, name, varchar_bytes(name))  # fmt: skip
+            table = table.filter(fits)
+    for column in CONTENT_DIM.columns:
+        if column.type != "string" or column.name in CONTENT_DIM.key:
+            continue
+        width = varchar_bytes(column.name)
+        values = table[column.name]
+        too_long = pc.fill_null(pc.greater(pc.binary_length(values), width), False)
+        cut = [v.encode()[:width].decode("utf-8", "ignore") for v in pc.filter(values, too_long).to_pylist()]
+        if cut:
+            log.warning("content dimension: cut %d %s values to %d bytes", len(cut), column.name, width)
+            fitted = pc.replace_with_mask(values.combine_chunks(), too_long.combine_chunks(), pa.array(cut))
+            table = table.set_column(table.schema.get_field_index(column.name), column.name, fitted)
+    return table
 
 
 class ContentDimensionSource(DataSource):

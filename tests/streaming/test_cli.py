@@ -32,6 +32,7 @@ def config_args(root) -> list[str]:
         "--set", f"lake.path={root / 'lake'}",
         "--set", f"warehouse.url=duckdb:///{root / 'warehouse.duckdb'}",
         "--set", f"checkpoint.path={root / 'checkpoints'}",
+        "--set", f"metrics.path={root / 'metrics.jsonl'}",
         "--set", "trigger.interval=1 s",
     ]  # fmt: skip
 

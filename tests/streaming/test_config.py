@@ -91,3 +91,12 @@ def test_each_bad_value_names_where_it_came_from(tmp_path):
 def test_a_section_rule_broken_by_a_flag_names_the_flag():
     with pytest.raises(ConfigError, match=r"source.stream_name is required .* \(from --set source.kind\)"):
         load_config(overrides=["source.kind=kinesis"], environ={})
+
+
+def test_the_contract_s_lists_are_config_and_platforms_are_lower_case():
+    lists = ["validation.platforms=[web, Roku]", "validation.event_types=[click]"]
+    cfg = load_config(overrides=lists, environ={})
+    assert cfg.validation.platforms == ("web", "roku")
+    assert cfg.validation.event_types == ("click",)
+    with pytest.raises(ConfigError, match=r"validation\.platforms: values must be non-blank and distinct"):
+        load_config(overrides=["validation.platforms=[web, WEB]"], environ={})

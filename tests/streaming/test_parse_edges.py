@@ -66,3 +66,34 @@ def test_an_instant_outside_years_1_to_9999_is_a_bad_event_time(spark, event_tim
 def test_a_string_that_looks_like_a_number_is_a_string(spark):
     events = valid_events(parse(spark, line(event_id="42", content_id="1.5", user_id="true")))
     assert [(e.event_id, e.content_id, e.user_id) for e in events.collect()] == [("42", "1.5", "true")]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"user_id": "é" * 64, "content_id": "😀" * 32},
+        {"affiliate_id": "é" * 63 + "x" * 3},
+        {"event_id": "\ud800" * 128},
+        {"event_id": "\ud800" * 129},
+    ],
+    ids=["128 bytes", "129 bytes", "128 unpaired surrogates", "129 unpaired surrogates"],
+)
+def test_ids_are_limited_by_utf8_bytes_as_the_oracle_counts_them(spark, ids):
+    record = line(**ids)
+    assert reasons_of(spark, record) == classify(record, datetime.now().astimezone())[1]
+
+
+def test_the_accepted_platforms_and_event_types_are_parameters(spark):
+    records = [line(platform="Roku"), line(event_type="share"), line(platform="web")]
+    parsed = parse_events(
+        raw_frame(spark, *records),
+        timedelta(hours=1),
+        event_types=("impression", "share"),
+        platforms=("roku", "tv"),
+    )
+    reasons = {(r.platform, r.event_type): sorted(r.reasons) for r in parsed.collect()}
+    assert reasons == {
+        ("roku", "impression"): [],
+        ("web", "share"): ["unknown_platform"],  # a configured event type; web is no longer listed
+        ("web", "impression"): ["unknown_platform"],
+    }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +162,28 @@ def test_a_missing_source_folder_is_a_clear_error_naming_the_key(spark, tmp_path
     with pytest.raises(SourceError, match=r"source\.path"):
         run_pipeline(spark, cfg, available_now=True)
     assert not spark.streams.active
+
+
+def test_the_health_metrics_file_has_each_batch_s_figures_and_they_add_up_to_the_truth(finished_run):
+    cfg, truth, _ = finished_run
+    lines = [json.loads(line) for line in Path(cfg.metrics.path).read_text().splitlines()]
+    by_query: dict[str, list[dict]] = {}
+    for line in lines:
+        by_query.setdefault(line["query"], []).append(line)
+
+    ingest, events, engagement = by_query["ingest"], by_query["events"], by_query["engagement"]
+    assert sum(line["records_in"] for line in ingest) == truth.records
+    assert sum(line["quarantined"] for line in ingest) == truth.quarantined
+    assert sum(line["valid"] for line in ingest) == truth.records - truth.quarantined
+    reasons: dict[str, int] = {}
+    for line in events:
+        for reason, count in line.get("quarantined_by_reason", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    assert reasons == truth.reasons
+    assert sum(line["late_events"] for line in engagement) == 0
+    with_data = [line for line in engagement if "freshness_lag_s" in line]
+    assert with_data and all(line["freshness_lag_s"] >= 0 for line in with_data)
+    delays = [line["watermark_delay_s"] for line in engagement if "watermark_delay_s" in line]
+    assert delays and all(delay >= cfg.engagement.watermark.total_seconds() for delay in delays)
+    assert all(line["batch_duration_ms"] > 0 for line in lines)
+    assert len({(line["query"], line["batch_id"]) for line in lines}) == len(lines)  # one line a batch

@@ -15,7 +15,7 @@ import pytest
 import redshift_connector
 
 from sinks.warehouse import open_warehouse, sql
-from sinks.warehouse.base import Isolation, StagedBatch, WarehouseError
+from sinks.warehouse.base import Isolation, RejectedRowsError, StagedBatch, WarehouseError
 from sinks.warehouse.catalog import expected_tables
 from sinks.warehouse.redshift import (
     MANIFEST_NAME,
@@ -283,7 +283,7 @@ def test_copy_error_message_carries_sys_load_error_detail(
     batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [make_rows(1)])
     wh = make_redshift(copier=_failing_copy(postgres_server, insert))
 
-    with pytest.raises(WarehouseError) as failure:
+    with pytest.raises(RejectedRowsError) as failure:  # rows refused: not retried, the app stops
         wh.load_batch(batch)
 
     message = str(failure.value)
@@ -291,7 +291,7 @@ def test_copy_error_message_carries_sys_load_error_detail(
     assert "part-00000.snappy.parquet:1 column ctr (float8): error 15001" in message
     assert "incompatible Parquet schema" in message
     assert read_ledger(postgres_server, schema) == []
-    assert _listing(s3_client, bucket, "staging/engagement/batch_id=1/") != []  # kept for the retry
+    assert _listing(s3_client, bucket, "staging/engagement/batch_id=1/") != []  # kept to look into
 
 
 def test_copy_error_falls_back_to_stl_load_errors(
