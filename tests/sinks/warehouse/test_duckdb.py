@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from sinks.warehouse.analytics import Slice
 from sinks.warehouse.base import (
     COLUMN_NAMES,
     ENGAGEMENT_COLUMNS,
@@ -20,7 +21,13 @@ from sinks.warehouse.base import (
 from sinks.warehouse.duckdb import DuckDBWarehouse
 from tests.sinks.warehouse.data import apply_batches, as_tuples, make_rows, write_local_batch
 
-DUCKDB_TYPES = {"timestamp": "TIMESTAMP", "string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
+DUCKDB_TYPES = {
+    "timestamp": "TIMESTAMP",
+    "string": "VARCHAR",
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "double": "DOUBLE",
+}
 
 
 def read(path: Path, statement: str) -> list[tuple[Any, ...]]:
@@ -121,9 +128,9 @@ def test_readers_create_nothing(tmp_path: Path) -> None:
     duckdb.connect(str(bare)).close()
     with (
         DuckDBWarehouse(str(bare), read_only=True) as wh,
-        pytest.raises(WarehouseMissingError, match=f"{bare} has no table content_engagement"),
+        pytest.raises(WarehouseMissingError, match=f"{bare} has no analyst views"),
     ):
-        wh.top()
+        wh.top(Slice())
     assert read(bare, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
 
 
@@ -133,13 +140,13 @@ def test_top_sums_each_content_over_its_windows(tmp_path: Path) -> None:
     load(path, write_local_batch(tmp_path, "engagement", 1, [rows]))
 
     with DuckDBWarehouse(str(path), read_only=True) as wh:
-        top = wh.top("impressions", 2)
+        top = wh.top(Slice(), "impressions", 2).records()
 
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["content_id"]] = totals.get(row["content_id"], 0) + row["impressions"]
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:2]
-    assert [(r.content_id, r.impressions) for r in top] == ranked
+    assert [(r["content_id"], r["impressions"]) for r in top] == ranked
 
 
 def test_administration_is_refused_by_name(tmp_path: Path) -> None:
