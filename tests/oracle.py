@@ -290,14 +290,9 @@ def expected(
         "complete": "completions",
     }
     aggregates: dict[tuple[datetime, str, str, str, str], dict[str, int]] = {}
-    viewers: dict[tuple[datetime, str, str, str], set[str]] = {}
+    viewers: dict[tuple[datetime, str, str, str, str], set[str]] = {}
     for event in events:
-        key = (
-            window_start(event["event_time"], window),
-            event["content_id"],
-            event["affiliate_id"],
-            event["platform"],
-        )
+        key = (window_start(event["event_time"], window), *dimensions(event))
         row = aggregates.setdefault(
             key,
             {"impressions": 0, "clicks": 0, "play_starts": 0, "completions": 0, "watch_time_ms": 0,
