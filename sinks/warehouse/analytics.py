@@ -45,15 +45,18 @@ VIEW_NAMES: tuple[str, ...] = (
 # Additive sums over any set of window rows (the columns of v_engagement). timed_watch_ms and
 # played_length_s count content of known duration only, so watch_ratio compares like with like.
 SUMS: dict[str, str] = {
-    "impressions": "SUM(impressions)",
-    "clicks": "SUM(clicks)",
-    "play_starts": "SUM(play_starts)",
-    "completions": "SUM(completions)",
-    "watch_time_ms": "SUM(watch_time_ms)",
-    "timed_watch_ms": "SUM(CASE WHEN duration_s > 0 THEN watch_time_ms ELSE 0 END)",
-    "played_length_s": (
-        "SUM(CASE WHEN duration_s > 0 THEN play_starts * CAST(duration_s AS BIGINT) ELSE 0 END)"
-    ),
+    name: f"CAST(SUM({expr}) AS BIGINT)"  # SUM of a BIGINT is NUMERIC on PostgreSQL, HUGEINT on DuckDB
+    for name, expr in {
+        "impressions": "impressions",
+        "clicks": "clicks",
+        "play_starts": "play_starts",
+        "completions": "completions",
+        "watch_time_ms": "watch_time_ms",
+        "timed_watch_ms": "CASE WHEN duration_s > 0 THEN watch_time_ms ELSE 0 END",
+        "played_length_s": (
+            "CASE WHEN duration_s > 0 THEN play_starts * CAST(duration_s AS BIGINT) ELSE 0 END"
+        ),
+    }.items()
 }
 
 
