@@ -114,7 +114,7 @@ def test_top_on_a_warehouse_file_without_tables_creates_none(tmp_path, caplog):
 
     assert main(["top", "--set", warehouse_url(path)]) == 2
 
-    assert "no table content_engagement" in caplog.text
+    assert "has no analyst views" in caplog.text
     with duckdb.connect(str(path), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
 

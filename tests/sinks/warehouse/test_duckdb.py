@@ -3,6 +3,7 @@ backends, with DuckDB reading the staged Parquet files itself."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sinks.warehouse.base import (
     WarehouseMissingError,
 )
 from sinks.warehouse.duckdb import DuckDBWarehouse
-from tests.sinks.warehouse.data import apply_batches, as_tuples, make_rows, write_local_batch
+from tests.sinks.warehouse.data import T0, apply_batches, as_tuples, daily_rows, make_rows, write_local_batch
 
 DUCKDB_TYPES = {
     "timestamp": "TIMESTAMP",
@@ -155,3 +156,25 @@ def test_administration_is_refused_by_name(tmp_path: Path) -> None:
             wh.check()
         with pytest.raises(WarehouseError, match="sync-dimensions supports postgresql:// and redshift://"):
             wh.sync_content_dim(lambda: pytest.fail("the dimension must not be read"))
+
+
+def test_daily_viewers_are_replaced_by_key_and_a_replay_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    day = T0.replace(hour=0)
+    keys = [("c1", "a1", "home_hero", "(all)"), ("(all)", "(all)", "(all)", "(all)")]
+    first = daily_rows(1, day, keys)
+    second = daily_rows(2, day, keys[1:], seed=4)  # the day's total, recomputed by a later batch
+    watermark = T0 + timedelta(minutes=3)
+    batch = write_local_batch(tmp_path, "engagement", 1, [make_rows(1)], first, watermark)
+    load(path, batch)
+    load(path, batch)  # a replay: skipped by the ledger
+    load(path, write_local_batch(tmp_path, "engagement", 2, [make_rows(2)], second))
+
+    got = read(path, "SELECT content_id, unique_viewers FROM daily_unique_viewers ORDER BY content_id")
+
+    assert got == [("(all)", second[0]["unique_viewers"]), ("c1", first[0]["unique_viewers"])]
+    assert read(path, "SELECT batch_id, watermark FROM mediapulse_batches ORDER BY batch_id") == [
+        (1, watermark),
+        (2, None),
+    ]
+    assert read(path, "SELECT DISTINCT watermark FROM v_engagement") == [(watermark,)]
