@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from sinks.base import SinkError
-from streaming.storage import hadoop_path
+from streaming.aggregate import GROUP_KEYS, daily_unique_viewers, placement_key
+from streaming.schema import ENGAGEMENT
+from streaming.storage import hadoop_path, path_exists
 
 # Folders Spark's file commit protocols stage a write in (see the module docstring).
 STAGING_GLOBS = ("_temporary", ".spark-staging-*")
@@ -66,3 +70,46 @@ def remove_leftovers(spark: SparkSession, path: str) -> list[str]:
             fs.delete(status.getPath(), True)
             removed.append(str(status.getPath()))
     return removed
+
+
+# The lake's engagement table as written by LakeSink (batch_id is a partition column there).
+ENGAGEMENT_LAKE_SCHEMA = T.StructType(
+    [
+        *ENGAGEMENT.spark_schema().fields,
+        T.StructField("window_date", T.DateType(), True),
+        T.StructField("checkpoint_id", T.StringType(), True),
+    ]
+)
+SKETCH_COLUMNS = ("window_start", *GROUP_KEYS, "viewers_sketch")
+
+
+def read_engagement_sketches(spark: SparkSession, path: str, days: Sequence[date] | None = None) -> DataFrame:
+    """The window sketches of the lake's engagement table (every version of each window), of ``days``
+    only when given; empty when the table does not exist yet. Rows written before windows were keyed by
+    placement read as :data:`streaming.schema.NO_PLACEMENT`."""
+    if not path_exists(spark, path):
+        return spark.createDataFrame([], ENGAGEMENT.spark_schema()).select(*SKETCH_COLUMNS)
+    rows = spark.read.schema(ENGAGEMENT_LAKE_SCHEMA).parquet(path)
+    if days is not None:
+        rows = rows.filter(F.col("window_date").isin(list(days)))
+    return rows.withColumn("placement", placement_key()).select(*SKETCH_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LakeViewerRollups:
+    """A batch of engagement rows -> the daily unique-viewer rows it changes, recomputed from every sketch
+    of the days it touches in the lake's engagement table (which already holds the batch: the lake sink
+    writes first). ``recomputed``: a backfill's range, whose windows come from the batch instead."""
+
+    path: str
+    recomputed: tuple[datetime, datetime] | None = None
+
+    def __call__(self, batch: DataFrame) -> DataFrame:
+        spark = batch.sparkSession
+        days = [r[0] for r in batch.select(F.to_date("window_start")).distinct().collect()]
+        sketches = read_engagement_sketches(spark, self.path, days)
+        if self.recomputed is not None:
+            start, end = self.recomputed
+            outside = (F.col("window_start") < F.lit(start)) | (F.col("window_start") >= F.lit(end))
+            sketches = sketches.filter(outside).unionByName(batch.select(*SKETCH_COLUMNS))
+        return daily_unique_viewers(sketches, touched=batch)

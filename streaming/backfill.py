@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sinks.lake import LakeViewerRollups
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.config import AppConfig
@@ -71,7 +72,11 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
     )
     frame = stamp(aggregates, 0)
     query = f"backfill-{first:%Y%m%dT%H%M%S}-{last:%Y%m%dT%H%M%S}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    sink = WarehouseSink("warehouse", query, cfg.staging_path, lambda: open_warehouse(cfg.warehouse))
+    # The days' unique viewers: the recomputed windows' sketches with the lake's for the rest of each day.
+    rollups = LakeViewerRollups(f"{cfg.lake.path.rstrip('/')}/engagement", recomputed=(first, last))
+    sink = WarehouseSink(
+        "warehouse", query, cfg.staging_path, lambda: open_warehouse(cfg.warehouse), daily_viewers=rollups
+    )
     frame.persist()
     try:
         rows = frame.count()

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,8 @@ def _config(args: argparse.Namespace) -> AppConfig:
 
 
 def _timestamp(text: str) -> datetime:
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":  # a date: that UTC day's start
+        text += "T00:00:00+00:00"
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
@@ -81,6 +83,28 @@ def _timestamp(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (e.g. 2026-11-01T00:00:00Z)")
     return moment
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from e
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+def _span(text: str) -> timedelta:
+    from streaming.durations import parse_duration
+
+    try:
+        span = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 6h, 2d)") from e
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be longer than 0: {text!r}")
+    return span
 
 
 def _positive_int(text: str) -> int:
@@ -160,49 +184,77 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_top(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _slice(args: argparse.Namespace) -> Any:
+    """The windows a report covers, from ``--since`` or ``--from``/``--to`` and the filters (naive UTC)."""
+    from datetime import UTC
 
+    from sinks.warehouse.analytics import Slice
+
+    if args.since is not None and args.start is not None:
+        raise argparse.ArgumentError(None, "give --since or --from, not both")
+    start = args.start if args.since is None else datetime.now(UTC) - args.since
+    end = args.end
+    if start is not None and end is not None and end <= start:
+        raise argparse.ArgumentError(None, f"--to ({end.isoformat()}) must be after the range's start")
+
+    def naive(moment: datetime | None) -> datetime | None:
+        return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+    return Slice(
+        start=naive(start),
+        end=naive(end),
+        affiliate=args.affiliate,
+        placement=args.placement,
+        platform=args.platform,
+        category=getattr(args, "category", None),
+        final_only=getattr(args, "final_only", False),
+    )
+
+
+def _read_report(args: argparse.Namespace, read: Any) -> Any:
+    """``read(warehouse)`` on the configured warehouse opened read-only; None (logged) when it is missing."""
     from sinks.warehouse import WarehouseMissingError, open_warehouse
 
     cfg = _config(args)
     try:
         with open_warehouse(cfg.warehouse, read_only=True) as warehouse:
-            rows = warehouse.top(args.by, args.limit)
+            return read(warehouse)
     except WarehouseMissingError as e:
         log.error("nothing to show: %s (warehouse.url %s); %s", e, cfg.warehouse.url, FIRST_RUN_HINT)
+        return None
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from streaming.reports import TOP_TABLE, write_report
+
+    where = _slice(args)
+    report = _read_report(args, lambda wh: wh.top(where, args.by, args.limit, args.min_impressions))
+    if report is None:
         return 2
-    table = Table(title=f"Top content by {args.by}")
-    for header in (
-        "content",
-        "title",
-        "impr.",
-        "clicks",
-        "plays",
-        "compl.",
-        "watch (min)",
-        "viewers*",
-        "CTR",
-        "completion",
-    ):
-        table.add_column(header, justify="left" if header in ("content", "title") else "right")
-    for r in rows:
-        table.add_row(
-            r.content_id,
-            r.title or "(unknown)",
-            f"{r.impressions:,}",
-            f"{r.clicks:,}",
-            f"{r.play_starts:,}",
-            f"{r.completions:,}",
-            f"{r.watch_time_ms / 60000:,.1f}",
-            f"{r.unique_viewers:,}",
-            "-" if r.ctr is None else f"{r.ctr:.1%}",
-            "-" if r.completion_rate is None else f"{r.completion_rate:.1%}",
-        )
-    console = Console(width=None if sys.stdout.isatty() else 140)
-    console.print(table)
-    console.print("* viewers: sum of per-window unique viewers (approximate, ±2 %)", style="dim")
+    notes = [
+        "viewers (day): distinct users of one whole UTC day, from the daily rollup (about ±2 %); shown only "
+        "when the range is one UTC day (e.g. --from 2026-11-01 --to 2026-11-02): estimates never add up",
+        "completion*: some completions belong to plays started before the range (completions > plays)",
+        "final: every window of the row is behind the watermark (no event changes it); open: still filling",
+    ]
+    write_report(report, args.format, title=f"Top content by {args.by}", table=TOP_TABLE, notes=notes)
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from streaming.reports import RANK_TABLE, write_report
+
+    where = _slice(args)
+    report = _read_report(args, lambda wh: wh.rank(where, args.by, args.limit, args.min_volume))
+    if report is None:
+        return 2
+    slot = f"{args.affiliate} / {args.placement}" + (f" / {args.platform}" if args.platform else "")
+    notes = [
+        f"ranked by the lower bound of the 95 % Wilson interval of the {args.by.replace('_', ' ')}; "
+        f"items with fewer than {args.min_volume} trials are listed last as low traffic",
+    ]
+    title = f"Content for {slot} by {args.by}"
+    write_report(report, args.format, title=title, table=RANK_TABLE, notes=notes)
     return 0
 
 
@@ -257,15 +309,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", type=_timestamp, required=True, help="exclusive end time")
     p.set_defaults(func=cmd_backfill)
 
-    p = sub.add_parser("top", help="print top content from the warehouse")
-    add_config_arguments(p)
-    from sinks.warehouse.base import TOP_ORDERINGS
+    from sinks.warehouse.analytics import RANKINGS, TOP_ORDERINGS
+    from streaming.reports import FORMATS
+    from streaming.schema import PLATFORMS
 
+    def report_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+        add_config_arguments(p)
+        p.add_argument("--since", type=_span, metavar="SPAN", help="windows of the last SPAN (30m, 6h, 2d)")
+        p.add_argument("--from", dest="start", type=_timestamp, help="windows from (2026-11-01 or ISO 8601)")
+        p.add_argument("--to", dest="end", type=_timestamp, help="windows before (exclusive)")
+        p.add_argument("--affiliate", required=required, help="one affiliate only")
+        p.add_argument("--placement", required=required, help="one placement (slot) only; '(none)': none")
+        p.add_argument("--platform", choices=PLATFORMS, help="one platform only")
+        p.add_argument("--format", choices=FORMATS, default="table", help="output (default: table)")
+
+    p = sub.add_parser("top", help="print top content from the warehouse")
+    report_arguments(p, required=False)
+    p.add_argument("--category", help="content of one category only")
     p.add_argument(
-        "--by", choices=sorted(TOP_ORDERINGS), default="impressions", help="order by (default: impressions)"
+        "--by", choices=list(TOP_ORDERINGS), default="impressions", help="order by (default: impressions)"
     )
+    p.add_argument("--min-impressions", type=_count, default=0, metavar="N", help="skip content with fewer")
+    p.add_argument("--final-only", action="store_true", help="final windows only (behind the watermark)")
     p.add_argument("--limit", type=_positive_int, default=10, metavar="N", help="rows to show (default: 10)")
     p.set_defaults(func=cmd_top)
+
+    p = sub.add_parser(
+        "rank", help="rank content for one affiliate and placement by a Wilson lower bound, with intervals"
+    )
+    report_arguments(p, required=True)
+    p.add_argument("--by", choices=list(RANKINGS), default="ctr", help="the rate to rank by (default: ctr)")
+    p.add_argument(
+        "--min-volume",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="trials (impressions; plays for completion) needed to be judged (default: 100)",
+    )
+    p.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="rows to show (default: 20)")
+    p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("docs-events", help="write the event contract (docs/events.md) from the schema")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here (default: stdout)")

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from sinks.base import Sink, write_all
-from sinks.lake import LakeSink
+from sinks.lake import LakeSink, LakeViewerRollups
 from sinks.metrics import HealthMetrics, QuarantineReasons
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.warehouse.sink import WarehouseSink
@@ -103,6 +103,8 @@ def engagement_sinks(
             ledger_name(ENGAGEMENT, checkpoint_id),
             cfg.staging_path,
             warehouse or (lambda: open_warehouse(cfg.warehouse)),
+            daily_viewers=LakeViewerRollups(f"{lake}/engagement"),
+            watermark_delay=cfg.engagement.watermark,
         ),
     ]
 

@@ -13,6 +13,10 @@ WATCHED_EVENT_TYPES: tuple[str, ...] = ("progress", "complete")
 # Redshift VARCHAR widths count UTF-8 bytes; so does the contract.
 MAX_ID_BYTES = 128
 _ID_TYPE = f"string, 1-{MAX_ID_BYTES} bytes in UTF-8"
+# The placement key of an event without one (absent, null or empty): its own value, so a key is never null.
+NO_PLACEMENT = "(none)"
+# A rolled-up key column of a daily rollup: "all values" (e.g. the row of a content over every affiliate).
+ALL = "(all)"
 
 Kind = Literal["id", "enum", "event_time", "watch_ms", "string", "integer"]
 
@@ -77,7 +81,14 @@ EVENT_FIELDS: tuple[Field, ...] = (
         "(`bad_watch_ms`)",
     ),
     Field("session_id", "string", False, "string", ""),
-    Field("placement", "string", False, "string", ""),
+    Field(
+        "placement",
+        "string",
+        False,
+        "string",
+        f"the slot that showed the content (`home_hero`, `sidebar`, …); absent, null or empty is keyed "
+        f"as `{NO_PLACEMENT}` in the aggregates",
+    ),
     Field("country", "string", False, "string", ""),
     Field("app_version", "string", False, "string", ""),
     Field("schema_version", "integer", False, "integer", "default 1", default=1),
@@ -160,8 +171,9 @@ PLAIN_ENCODED_COLUMNS = ("event_id", "user_id", "session_id", "event_time", "raw
 
 ColumnType = Literal["timestamp", "string", "bigint", "int", "double", "binary"]
 # What a column is for: windows and groups key the engagement rows, attributes come from the content
-# dimension, metrics and the sketch are aggregated, rates derived from metrics, batch columns stamped.
-Role = Literal["window", "group", "attribute", "metric", "sketch", "rate", "batch"]
+# dimension, metrics (additive counts) and the sketch are aggregated, ``latest`` is the newest event time
+# seen, rates derived from metrics, batch columns stamped.
+Role = Literal["window", "group", "attribute", "metric", "sketch", "latest", "rate", "batch"]
 
 _COLUMN_SPARK_TYPES: dict[ColumnType, T.DataType] = {
     "timestamp": T.TimestampType(),
@@ -233,9 +245,9 @@ def _carried(name: str) -> Column:
     return replace(CONTENT_DIM.column(name), doc="from the content dimension; null for unknown content")
 
 
-# Engagement per window, content, affiliate and platform: the lake's engagement table and, without the
-# sketch, the warehouse's target table (warehouse.table). A new metric is one Column here and its
-# expression in streaming.aggregate.
+# Engagement per window, content, affiliate, placement and platform: the lake's engagement table and,
+# without the sketch, the warehouse's target table (warehouse.table). A new metric is one Column here and
+# its expression in streaming.aggregate.
 ENGAGEMENT = Table(
     "content_engagement",
     (
@@ -243,14 +255,26 @@ ENGAGEMENT = Table(
         Column("window_end", "timestamp", "window", "end of the window (exclusive)"),
         Column("content_id", "string", "group", "the content item"),
         Column("affiliate_id", "string", "group", "the site or app that showed it"),
+        Column(
+            "placement",
+            "string",
+            "group",
+            f"the slot that showed it; `{NO_PLACEMENT}` when the event named none",
+        ),
         Column("platform", "string", "group", "the event's platform, lower-case"),
-        *(_carried(name) for name in ("title", "category", "content_type")),
+        *(_carried(name) for name in ("title", "category", "content_type", "duration_s")),
         Column("impressions", "bigint", "metric", "`impression` events"),
         Column("clicks", "bigint", "metric", "`click` events"),
         Column("play_starts", "bigint", "metric", "`play_start` events"),
         Column("completions", "bigint", "metric", "`complete` events"),
         Column("watch_time_ms", "bigint", "metric", "sum of `watch_ms` of `progress` and `complete` events"),
-        Column("unique_viewers", "bigint", "metric", "distinct `user_id`s, estimated from the sketch"),
+        Column(
+            "unique_viewers",
+            "bigint",
+            "sketch",
+            "distinct `user_id`s of this row, estimated from the sketch; never add it up across rows "
+            "(daily_unique_viewers holds rolled-up estimates)",
+        ),
         Column(
             "viewers_sketch",
             "binary",
@@ -258,12 +282,37 @@ ENGAGEMENT = Table(
             "HLL sketch of `user_id`: windows merge with `hll_union_agg`",
             warehouse=False,
         ),
+        Column("last_event_time", "timestamp", "latest", "the newest event time seen in the row's window"),
         Column("ctr", "double", "rate", "clicks / impressions; null without impressions"),
-        Column("completion_rate", "double", "rate", "completions / play_starts; null without plays"),
+        Column("play_rate", "double", "rate", "play_starts / impressions; null without impressions"),
+        Column(
+            "completion_rate",
+            "double",
+            "rate",
+            "completions / play_starts; null without plays (a play may complete in a later window)",
+        ),
         Column("updated_at", "timestamp", "batch", "when the micro-batch that last wrote the row ran"),
         Column("batch_id", "bigint", "batch", "that micro-batch's id"),
     ),
-    key=("window_start", "content_id", "affiliate_id", "platform"),
+    key=("window_start", "content_id", "affiliate_id", "placement", "platform"),
+)
+
+# Unique viewers per UTC day, rolled up from the windows' sketches over every combination of content,
+# affiliate, placement and platform (a rolled-up column holds ALL). Recomputed from all the day's sketches
+# whenever a batch touches the day, so a row is the estimate of the whole day, never a sum.
+DAILY_VIEWERS = Table(
+    "daily_unique_viewers",
+    (
+        Column("day", "timestamp", "window", "start of the UTC day"),
+        Column("content_id", "string", "group", f"the content item, or `{ALL}`"),
+        Column("affiliate_id", "string", "group", f"the affiliate, or `{ALL}`"),
+        Column("placement", "string", "group", f"the placement (`{NO_PLACEMENT}`: none given), or `{ALL}`"),
+        Column("platform", "string", "group", f"the platform, or `{ALL}`"),
+        Column("unique_viewers", "bigint", "sketch", "distinct `user_id`s of the day, from merged sketches"),
+        Column("updated_at", "timestamp", "batch", "when the micro-batch that last wrote the row ran"),
+        Column("batch_id", "bigint", "batch", "that micro-batch's id"),
+    ),
+    key=("day", "content_id", "affiliate_id", "placement", "platform"),
 )
 
 
@@ -310,6 +359,13 @@ def events_markdown() -> str:
             (f"`{c.name}`", f"`{spark_types[c.name]}`", "yes" if c.warehouse else "no", c.doc)
             for c in ENGAGEMENT.columns
         ],
+    )
+    lines += _stored_form(
+        f"Daily unique viewers land in the warehouse table `{DAILY_VIEWERS.name}` (one row per\n"
+        + ", ".join(f"`{k}`" for k in DAILY_VIEWERS.key)
+        + f"; `{ALL}` in a key column means every value of it):",
+        ("column", "type", "meaning"),
+        [(f"`{c.name}`", f"`{c.type}`", c.doc) for c in DAILY_VIEWERS.columns],
     )
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,10 @@ Contract decisions this oracle makes explicit (the pipeline must agree with them
   present; their length is not constrained.
 * Deduplication applies to valid records only: the first valid record with an ``event_id`` wins and
   later valid records with that id are duplicates. Quarantined records are never duplicates.
-* Windows are tumbling windows aligned to the Unix epoch, keyed by their start.
+* Windows are tumbling windows aligned to the Unix epoch, keyed by their start, content, affiliate,
+  placement and platform. An event without a placement (absent, ``null`` or ``""``) is keyed as
+  ``"(none)"``.
+* Unique viewers over a day are distinct ``user_id``s of the UTC day; a rolled-up key is ``"(all)"``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ MAX_LONG = 2**63 - 1
 MIN_LONG = -(2**63)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_PLACEMENT = "(none)"
+ALL = "(all)"
+DIMENSIONS = ("content_id", "affiliate_id", "placement", "platform")
 
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
@@ -70,7 +76,7 @@ class Expected:
     valid_unique: int
     quarantined: int
     duplicates: int
-    aggregates: dict[tuple[datetime, str, str, str], dict[str, int]]
+    aggregates: dict[tuple[datetime, str, str, str, str], dict[str, int]]
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -231,6 +237,26 @@ def window_start(moment: datetime, window: timedelta) -> datetime:
     return EPOCH + ((moment - EPOCH) // window) * window
 
 
+def dimensions(event: dict[str, Any]) -> tuple[str, str, str, str]:
+    """An event's content, affiliate, placement (``"(none)"`` when it has none) and platform."""
+    return (event["content_id"], event["affiliate_id"], event["placement"] or NO_PLACEMENT, event["platform"])
+
+
+def daily_viewers(
+    events: Iterable[dict[str, Any]], level: Iterable[str]
+) -> dict[tuple[datetime, str, str, str, str], int]:
+    """Exact distinct users per UTC day and the ``level``'s dimensions (the others ``"(all)"``)."""
+    kept = set(level)
+    users: dict[tuple[datetime, str, str, str, str], set[str]] = {}
+    for event in events:
+        moment = event["event_time"]
+        day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        values = dimensions(event)
+        key = (day, *(v if name in kept else ALL for name, v in zip(DIMENSIONS, values, strict=True)))
+        users.setdefault(key, set()).add(event["user_id"])
+    return {key: len(ids) for key, ids in users.items()}
+
+
 def expected(
     paths: Iterable[Path | str],
     now: datetime,
@@ -265,15 +291,10 @@ def expected(
         "play_start": "play_starts",
         "complete": "completions",
     }
-    aggregates: dict[tuple[datetime, str, str, str], dict[str, int]] = {}
-    viewers: dict[tuple[datetime, str, str, str], set[str]] = {}
+    aggregates: dict[tuple[datetime, str, str, str, str], dict[str, int]] = {}
+    viewers: dict[tuple[datetime, str, str, str, str], set[str]] = {}
     for event in events:
-        key = (
-            window_start(event["event_time"], window),
-            event["content_id"],
-            event["affiliate_id"],
-            event["platform"],
-        )
+        key = (window_start(event["event_time"], window), *dimensions(event))
         row = aggregates.setdefault(
             key,
             {"impressions": 0, "clicks": 0, "play_starts": 0, "completions": 0, "watch_time_ms": 0,

@@ -73,7 +73,14 @@ def warehouse_rows(cfg: AppConfig) -> dict[tuple, dict]:
         cursor = conn.execute(f"SELECT * FROM {cfg.warehouse.table}")
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    return {
-        (r["window_start"].replace(tzinfo=UTC), r["content_id"], r["affiliate_id"], r["platform"]): r
-        for r in rows
-    }
+    keys = ("content_id", "affiliate_id", "placement", "platform")
+    return {(r["window_start"].replace(tzinfo=UTC), *(r[k] for k in keys)): r for r in rows}
+
+
+def warehouse_query(cfg: AppConfig, statement: str) -> list[dict]:
+    """Rows of one statement over the pipeline's DuckDB warehouse, as dicts."""
+    path = cfg.warehouse.url.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as conn:
+        cursor = conn.execute(statement)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]

@@ -306,7 +306,7 @@ def test_invalid_record_does_not_claim_its_event_id(tmp_path: Path) -> None:
     assert result.reasons == {"bad_watch_ms": 1}
 
 
-def test_expected_aggregates_per_window_content_affiliate_platform(tmp_path: Path) -> None:
+def test_expected_aggregates_per_window_content_affiliate_placement_platform(tmp_path: Path) -> None:
     def at(minute: int, second: int = 0) -> str:
         return f"2026-11-01T10:{minute:02d}:{second:02d}Z"
 
@@ -320,8 +320,13 @@ def test_expected_aggregates_per_window_content_affiliate_platform(tmp_path: Pat
         line(event_id="6", event_type="complete", event_time=at(4, 59), user_id="b", watch_ms=5_000),
         # next window (05:00 belongs to it), same content: platform case differs only in spelling
         line(event_id="7", event_type="progress", event_time=at(5), platform="WEB", user_id="a", watch_ms=7),
-        # same window, another platform
-        line(event_id="8", event_type="impression", event_time=at(2), platform="tv", user_id="c"),
+        # same window, another platform and a placement
+        line(
+            event_id="8", event_type="impression", event_time=at(2), platform="tv", user_id="c",
+            placement="home_hero",
+        ),
+        # an empty placement is no placement
+        line(event_id="10", event_type="impression", event_time=at(3), user_id="a", placement=""),
         # invalid: does not count
         line(event_id="9", event_type="impression", event_time=at(2), platform="roku", user_id="d"),
     ]
@@ -331,14 +336,14 @@ def test_expected_aggregates_per_window_content_affiliate_platform(tmp_path: Pat
     w0, w5 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC), datetime(2026, 11, 1, 10, 5, tzinfo=UTC)
     zero = {"impressions": 0, "clicks": 0, "play_starts": 0, "completions": 0, "watch_time_ms": 0}
     assert result.aggregates == {
-        (w0, "vid-00001", "aff-001", "web"): {
-            "impressions": 2, "clicks": 1, "play_starts": 1, "completions": 1, "watch_time_ms": 25_000,
+        (w0, "vid-00001", "aff-001", "(none)", "web"): {
+            "impressions": 3, "clicks": 1, "play_starts": 1, "completions": 1, "watch_time_ms": 25_000,
             "unique_viewers": 2,
         },
-        (w5, "vid-00001", "aff-001", "web"): {**zero, "watch_time_ms": 7, "unique_viewers": 1},
-        (w0, "vid-00001", "aff-001", "tv"): {**zero, "impressions": 1, "unique_viewers": 1},
+        (w5, "vid-00001", "aff-001", "(none)", "web"): {**zero, "watch_time_ms": 7, "unique_viewers": 1},
+        (w0, "vid-00001", "aff-001", "home_hero", "tv"): {**zero, "impressions": 1, "unique_viewers": 1},
     }
-    assert (result.records, result.valid_unique, result.duplicates, result.quarantined) == (10, 8, 1, 1)
+    assert (result.records, result.valid_unique, result.duplicates, result.quarantined) == (11, 9, 1, 1)
 
 
 def test_expected_window_length_is_a_parameter(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError, WarehouseMissingError
+from sinks.warehouse.base import StagedBatch, Warehouse, WarehouseError, WarehouseMissingError
 from streaming.config import WAREHOUSE_SCHEMES
 
 if TYPE_CHECKING:
@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StagedBatch",
-    "TopRow",
     "Warehouse",
     "WarehouseError",
     "WarehouseMissingError",

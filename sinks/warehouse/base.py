@@ -6,8 +6,10 @@ Every backend applies a staged batch the same way, in ONE transaction:
 2. load the staged Parquet files into a staging table;
 3. MERGE into the target by :data:`KEY` (the batch carries full aggregate values, so matched rows are
    replaced, not added to);
-4. insert the ledger row;
-5. commit.
+4. when the batch carries daily unique-viewer rollups, MERGE them into the rollup table by its key (each
+   row is the estimate of a whole day, recomputed from all its sketches, so it replaces the old one);
+5. insert the ledger row, with the watermark the batch reached;
+6. commit.
 
 A replayed batch is therefore a no-op, and a crash anywhere before commit leaves nothing half-applied.
 
@@ -20,14 +22,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from streaming.commands import UsageError
 from streaming.config import is_table_name
-from streaming.schema import ENGAGEMENT, ColumnType
+from streaming.schema import DAILY_VIEWERS, ENGAGEMENT, ColumnType
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from sinks.warehouse.analytics import Ranking, Report, Slice
 
 # The target table: (name, logical type) in table order; each dialect maps the logical types.
 TARGET = ENGAGEMENT.in_warehouse()
@@ -35,16 +40,10 @@ ENGAGEMENT_COLUMNS: tuple[tuple[str, ColumnType], ...] = tuple((c.name, c.type) 
 KEY: tuple[str, ...] = TARGET.key
 COLUMN_NAMES: tuple[str, ...] = TARGET.names()
 
-# What `mediapulse top --by X` orders by.
-TOP_ORDERINGS: dict[str, str] = {
-    "impressions": "SUM(impressions)",
-    "clicks": "SUM(clicks)",
-    "plays": "SUM(play_starts)",
-    "completions": "SUM(completions)",
-    "watch_time": "SUM(watch_time_ms)",
-    "ctr": "CAST(SUM(clicks) AS DOUBLE PRECISION) / NULLIF(SUM(impressions), 0)",
-    "completion_rate": "CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)",
-}
+# The daily unique-viewer rollup (streaming.schema.DAILY_VIEWERS), in table order.
+DAILY = DAILY_VIEWERS.in_warehouse()
+DAILY_COLUMNS: tuple[tuple[str, ColumnType], ...] = tuple((c.name, c.type) for c in DAILY.columns)
+
 
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the streaming query restarts from its checkpoint."""
@@ -80,20 +79,14 @@ class StagedBatch:
     uri: str
     files: tuple[str, ...] = field(default_factory=tuple)
     rows: int = 0
+    # Parquet files of daily_unique_viewers rows (columns of DAILY) to merge in the same transaction.
+    viewers_files: tuple[str, ...] = field(default_factory=tuple)
+    # The watermark the batch reached (naive UTC), recorded in the ledger; None when it has none.
+    watermark: datetime | None = None
 
-
-@dataclass(frozen=True)
-class TopRow:
-    content_id: str
-    title: str | None
-    impressions: int
-    clicks: int
-    play_starts: int
-    completions: int
-    watch_time_ms: int
-    unique_viewers: int
-    ctr: float | None
-    completion_rate: float | None
+    def files_for(self, viewers: bool) -> tuple[str, ...]:
+        """The engagement files, or (``viewers``) the daily unique-viewer files."""
+        return self.viewers_files if viewers else self.files
 
 
 @dataclass(frozen=True)
@@ -123,8 +116,12 @@ class Warehouse(ABC):
         """Batch ids of ``query`` recorded in the ledger, ascending."""
 
     @abstractmethod
-    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        """Top content over all windows, ordered by one of :data:`TOP_ORDERINGS`."""
+    def top(self, where: Slice, by: str = "impressions", limit: int = 10, min_impressions: int = 0) -> Report:
+        """Top content of a slice of windows (see :func:`sinks.warehouse.analytics.top_sql`)."""
+
+    @abstractmethod
+    def rank(self, where: Slice, by: Ranking = "ctr", limit: int = 20, min_volume: int = 100) -> Report:
+        """Content of one affiliate's slot ranked by a Wilson lower bound (see ``analytics.rank_sql``)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sinks.warehouse import sql
-from sinks.warehouse.base import ENGAGEMENT_COLUMNS
+from sinks.warehouse.base import DAILY_COLUMNS, ENGAGEMENT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ def expected_tables(tables: sql.Tables, dialect: sql.Dialect) -> dict[str, list[
     specs: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...], str | None]] = {
         tables.table: (ENGAGEMENT_COLUMNS, sql.ENGAGEMENT_SORTKEY, sql.ENGAGEMENT_DISTKEY),
         tables.ledger: (sql.LEDGER_COLUMNS, sql.LEDGER_KEY, None),
+        tables.daily: (DAILY_COLUMNS, sql.DAILY_SORTKEY, sql.DAILY_DISTKEY),
         tables.content_dim: (sql.CONTENT_DIM_COLUMNS, (), None),
     }
     expected = {}

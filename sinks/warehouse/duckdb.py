@@ -135,6 +135,7 @@ class DuckDBWarehouse(SqlWarehouse):
     def _is_missing_table(self, error: BaseException) -> bool:
         return isinstance(error, duckdb.CatalogException)
 
-    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
-        if batch.files:  # an empty batch: nothing to read, the MERGE is a no-op, the ledger row counts
-            cur.execute(sql.insert_parquet_sql(sql.STAGE_TABLE, [local_path(f) for f in batch.files]))
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any, stage: str = sql.STAGE_TABLE) -> None:
+        files = batch.files_for(stage == sql.STAGE_VIEWERS_TABLE)
+        if files:  # an empty batch: nothing to read, the MERGE is a no-op, the ledger row counts
+            cur.execute(sql.insert_parquet_sql(stage, [local_path(f) for f in files]))

@@ -28,7 +28,6 @@ from psycopg import errors as pg_errors
 
 from sinks.warehouse import sql
 from sinks.warehouse.base import (
-    COLUMN_NAMES,
     KEY,
     Isolation,
     StagedBatch,
@@ -265,11 +264,13 @@ class PostgresWarehouse(ServerWarehouse):
             cur.execute(sql.ADVISORY_LOCK_SQL, (key,))
             raise Contended
 
-    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
-        copy_into(cur, sql.STAGE_TABLE, COLUMN_NAMES, iter_record_batches(batch.files, s3=self._s3_fs(batch)))
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any, stage: str = sql.STAGE_TABLE) -> None:
+        files = batch.files_for(stage == sql.STAGE_VIEWERS_TABLE)
+        columns = tuple(name for name, _ in sql.stage_columns(stage))
+        copy_into(cur, stage, columns, iter_record_batches(files, columns, s3=self._s3_fs(batch)))
 
     def _s3_fs(self, batch: StagedBatch) -> pafs.FileSystem | None:
-        if self._s3 is None and any(is_s3_url(f) for f in batch.files):
+        if self._s3 is None and any(is_s3_url(f) for f in (*batch.files, *batch.viewers_files)):
             self._s3 = s3_filesystem()
         return self._s3
 

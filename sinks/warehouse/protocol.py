@@ -9,7 +9,8 @@
 2. skip if the ledger holds ``(query, batch_id)``;
 3. fill a temporary staging table shaped like the target (the backend's bulk-load step, ``_stage``);
 4. if a key occurs twice, keep its newest row (MERGE takes one source row per target row); MERGE into the
-   target; insert the ledger row; COMMIT;
+   target; stage and MERGE the batch's daily unique-viewer rows (if any) into their rollup table; insert
+   the ledger row with the batch's watermark; COMMIT;
 5. delete the batch's staged objects when they are on S3 (local ones are the sink's).
 
 A failure the backend says rejects the batch's data (``_rejects_rows``: a value too long for its column,
@@ -23,7 +24,8 @@ pauses the stream: the micro-batch waits in ``foreachBatch``), logging each fail
 left; every other operation gives up after ``max_attempts``. Then :class:`WarehouseError`.
 
 :class:`ServerWarehouse` adds what a shared database server (PostgreSQL, Redshift) has besides: the
-content dimension, analyst views, and ``check`` against its catalog.
+content dimension and ``check`` against its catalog. Every backend has the analyst views and reports of
+:mod:`sinks.warehouse.analytics`.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from sinks.warehouse import sql
+from sinks.warehouse import analytics, sql
 from sinks.warehouse.base import (
+    DAILY,
     RejectedRowsError,
     StagedBatch,
-    TopRow,
     Warehouse,
     WarehouseError,
     WarehouseMissingError,
@@ -172,8 +174,9 @@ class SqlWarehouse(Warehouse):
         """``"serialization"`` or ``"disconnect"`` when ``error`` is worth another attempt, else None."""
 
     @abstractmethod
-    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
-        """Fill :data:`sql.STAGE_TABLE` with the batch's rows."""
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any, stage: str = sql.STAGE_TABLE) -> None:
+        """Fill the staging table ``stage`` with the batch's rows: :data:`sql.STAGE_TABLE` from
+        ``batch.files``, :data:`sql.STAGE_VIEWERS_TABLE` from ``batch.viewers_files``."""
 
     def _prepare(self, batch: StagedBatch) -> Any:
         """Work outside the transaction, once per load (e.g. write a COPY manifest)."""
@@ -356,9 +359,16 @@ class SqlWarehouse(Warehouse):
                 cur.execute(sql.dedup_stage_sql())
                 source = sql.STAGE_DEDUP_TABLE
             cur.execute(sql.merge_sql(self.table, source))
+            if batch.viewers_files:
+                daily = self.tables.daily
+                for statement in sql.stage_sql(daily, self.dialect, (sql.STAGE_VIEWERS_TABLE,)):
+                    cur.execute(statement)
+                self._stage(cur, batch, prepared, sql.STAGE_VIEWERS_TABLE)
+                cur.execute(sql.merge_sql(daily, sql.STAGE_VIEWERS_TABLE, DAILY.key, DAILY.names()))
             committed_at = datetime.now(UTC).replace(tzinfo=None)
             cur.execute(
-                sql.ledger_insert_sql(self.ledger_table), (batch.query, batch.batch_id, rows, committed_at)
+                sql.ledger_insert_sql(self.ledger_table),
+                (batch.query, batch.batch_id, rows, committed_at, batch.watermark),
             )
             return True
 
@@ -409,19 +419,32 @@ class SqlWarehouse(Warehouse):
 
         return self._run(f"ledger read of {query}", read)
 
-    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        statement = sql.top_sql(self.table, by, limit)
+    def top(
+        self, where: analytics.Slice, by: str = "impressions", limit: int = 10, min_impressions: int = 0
+    ) -> analytics.Report:
+        statement, params = analytics.top_sql(self.tables.names(), where, by, limit, min_impressions)
+        return self._report(f"top content by {by}", statement, params, analytics.TOP_COLUMNS)
 
-        def read(cur: Any) -> list[TopRow]:
-            cur.execute(statement)
-            return [_top_row(row) for row in cur.fetchall()]
+    def rank(
+        self, where: analytics.Slice, by: analytics.Ranking = "ctr", limit: int = 20, min_volume: int = 100
+    ) -> analytics.Report:
+        statement, params = analytics.rank_sql(self.tables.names(), where, by, limit, min_volume)
+        return self._report(f"ranking by {by}", statement, params, analytics.RANK_COLUMNS)
 
+    def _report(
+        self, what: str, statement: str, params: list[Any], columns: tuple[str, ...]
+    ) -> analytics.Report:
+        """Rows of a report read from the views (a missing view: the warehouse was never initialised)."""
+        rendered = analytics.render(statement, self.dialect)
         try:
-            return self._run(f"top content by {by}", read)
+            rows = self.fetch(rendered, tuple(params) or None, what)
         except WarehouseError as e:
             if e.__cause__ is not None and self._is_missing_table(e.__cause__):
-                raise WarehouseMissingError(f"{self.location} has no table {self.table}") from e
+                raise WarehouseMissingError(
+                    f"{self.location} has no analyst views: run `mediapulse warehouse init` (or the pipeline)"
+                ) from e
             raise
+        return analytics.Report(columns, rows)
 
     def fetch(
         self, statement: str, params: tuple[Any, ...] | None = None, what: str = "read"
@@ -469,22 +492,10 @@ class ServerWarehouse(SqlWarehouse):
         for table, expected in expected_tables(self.tables, self.dialect).items():
             problems += self._table_problems(table, expected)
         present = {row[0] for row in self.fetch(sql.VIEWS_SQL, (self.tables.schema,))}
-        return problems + [
-            f"{self.tables.view(name)}: view is missing" for name in sql.VIEW_NAMES if name not in present
-        ]
+        missing = [name for name in analytics.VIEW_NAMES if name not in present]
+        return problems + [f"{self.tables.view(name)}: view is missing" for name in missing]
 
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-def _top_row(row: tuple[Any, ...]) -> TopRow:
-    def whole(value: Any) -> int:
-        return int(value) if value is not None else 0
-
-    def ratio(value: Any) -> float | None:
-        return float(value) if value is not None else None
-
-    content_id, title, *sums, ctr, completion_rate = row
-    return TopRow(content_id, title, *(whole(v) for v in sums), ratio(ctr), ratio(completion_rate))

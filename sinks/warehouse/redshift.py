@@ -45,8 +45,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
-from sinks.warehouse import sql
+from sinks.warehouse import analytics, sql
 from sinks.warehouse.base import (
+    DAILY,
     Isolation,
     RejectedRowsError,
     StagedBatch,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_mediapulse.manifest"
+VIEWERS_MANIFEST_NAME = "_mediapulse_viewers.manifest"
 DEFAULT_PORT = 5439
 SSL_MODES = ("verify-full", "verify-ca", "disable")
 PASSWORD_ENV_VAR = "MEDIAPULSE_WAREHOUSE_PASSWORD"
@@ -275,7 +277,7 @@ def encryption_of(head: Mapping[str, Any]) -> dict[str, Any]:
     return {name: head[name] for name in _ENCRYPTION_FIELDS if head.get(name) is not None}
 
 
-def write_manifest(s3: Any, batch: StagedBatch) -> str:
+def write_manifest(s3: Any, batch: StagedBatch, viewers: bool = False) -> str:
     """Write the COPY manifest next to the batch's files and return its ``s3://`` URL.
 
     Each entry is mandatory and carries ``meta.content_length`` (from HeadObject): Redshift requires the
@@ -290,7 +292,7 @@ def write_manifest(s3: Any, batch: StagedBatch) -> str:
         )
     entries = []
     encryption: dict[str, Any] = {}
-    for uri in batch.files:
+    for uri in batch.files_for(viewers):
         bucket, key = split_s3_url(uri)
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
@@ -300,7 +302,7 @@ def write_manifest(s3: Any, batch: StagedBatch) -> str:
         size = int(head["ContentLength"])
         entries.append({"url": s3_url(bucket, key), "mandatory": True, "meta": {"content_length": size}})
     bucket, prefix = split_s3_url(batch.uri)
-    key = f"{prefix.rstrip('/')}/{MANIFEST_NAME}"
+    key = f"{prefix.rstrip('/')}/{VIEWERS_MANIFEST_NAME if viewers else MANIFEST_NAME}"
     body = json.dumps({"entries": entries}, indent=1).encode()
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **encryption)
@@ -485,18 +487,19 @@ class RedshiftWarehouse(ServerWarehouse):
         return S3ParquetCopy(self.settings.iam_role)
 
     def _prepare(self, batch: StagedBatch) -> dict[str, str]:
-        if batch.files:
+        if batch.files or batch.viewers_files:
             self._copy_step()  # fail before the transaction when COPY cannot run at all
         return {}
 
-    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any) -> None:
-        if not batch.files:  # an empty batch: nothing to COPY, the MERGE is a no-op, the ledger row counts
+    def _stage(self, cur: Any, batch: StagedBatch, prepared: Any, stage: str = sql.STAGE_TABLE) -> None:
+        viewers = stage == sql.STAGE_VIEWERS_TABLE
+        if not batch.files_for(viewers):  # an empty batch: nothing to COPY, the MERGE is a no-op
             return
         # Written after the ledger check (a replayed batch needs no manifest), once for all attempts.
-        if "manifest" not in prepared:
-            prepared["manifest"] = write_manifest(self.s3, batch)
+        if stage not in prepared:
+            prepared[stage] = write_manifest(self.s3, batch, viewers)
         try:
-            self._copy_step()(cur, sql.STAGE_TABLE, prepared["manifest"])
+            self._copy_step()(cur, stage, prepared[stage])
         except Exception as e:
             if self._retry_reason(e) is not None:
                 raise
@@ -552,7 +555,7 @@ class RedshiftWarehouse(ServerWarehouse):
         schema, name = split_name(table)
         table_def = self.fetch(sql.PG_TABLE_DEF_SQL, (schema, name))
         table_info = self.fetch(sql.SVV_TABLE_INFO_SQL, (schema, name)) if table_def else []
-        distkey = sql.ENGAGEMENT_DISTKEY if table == self.tables.table else None
+        distkey = {self.tables.table: sql.ENGAGEMENT_DISTKEY, self.tables.daily: sql.DAILY_DISTKEY}.get(table)
         return redshift_table_problems(table, expected, table_def, table_info, distkey)
 
 
@@ -603,9 +606,14 @@ def all_statements(tables: sql.Tables, iam_role: str = "default") -> list[str]:
         sql.dedup_stage_sql(),
         sql.merge_sql(tables.table, sql.STAGE_TABLE),
         sql.merge_sql(tables.table, sql.STAGE_DEDUP_TABLE),
+        *sql.stage_sql(tables.daily, "redshift", (sql.STAGE_VIEWERS_TABLE,)),
+        sql.copy_parquet_manifest_sql(
+            sql.STAGE_VIEWERS_TABLE, f"s3://bucket/prefix/{VIEWERS_MANIFEST_NAME}", iam_role
+        ),
+        sql.merge_sql(tables.daily, sql.STAGE_VIEWERS_TABLE, DAILY.key, DAILY.names()),
         sql.ledger_insert_sql(tables.ledger),
         sql.committed_sql(tables.ledger),
-        *(sql.top_sql(tables.table, by, 10) for by in sql.TOP_ORDERINGS),
+        *(analytics.render(s, "redshift") for s in analytics.report_statements(tables.names())),
         sql.replace_dim_sql(tables.content_dim)[0],
         sql.values_rows_sql(dim_prefix, len(sql.CONTENT_DIM_COLUMNS), 1),
         sql.BACKEND_PID_SQL,

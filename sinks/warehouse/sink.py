@@ -8,15 +8,19 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from sinks.base import PermanentSinkError, SinkError
-from sinks.warehouse.base import COLUMN_NAMES, RejectedRowsError, StagedBatch, Warehouse
+from sinks.warehouse.base import COLUMN_NAMES, DAILY, RejectedRowsError, StagedBatch, Warehouse
 
 log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1)
 
 
 def _remove_local(uri: str) -> None:
@@ -29,24 +33,55 @@ def _remove_local(uri: str) -> None:
             attempt.parent.rmdir()
 
 
+def _write_parquet(frame: DataFrame, uri: str) -> tuple[str, ...]:
+    frame.coalesce(1).write.mode("overwrite").parquet(uri)
+    return tuple(sorted(frame.sparkSession.read.parquet(uri).inputFiles()))
+
+
 @dataclass(frozen=True)
 class WarehouseSink:
-    """Upserts each batch of engagement rows into the warehouse exactly once (ledger per query/batch)."""
+    """Upserts each batch of engagement rows into the warehouse exactly once (ledger per query/batch).
+
+    With ``daily_viewers`` (batch -> the daily unique-viewer rows it changes, e.g.
+    :class:`sinks.lake.LakeViewerRollups`) those rows are merged in the same transaction; with
+    ``watermark_delay`` the ledger row records the watermark the batch reached: its newest event time less
+    the delay, which is what Spark computes for the next batch (a window ending at or before it is final).
+    """
 
     name: str
     query: str
     staging_path: str
     open_warehouse: Callable[[], Warehouse]
+    daily_viewers: Callable[[DataFrame], DataFrame] | None = None
+    watermark_delay: timedelta | None = None
 
     def stage(self, batch: DataFrame, batch_id: int) -> StagedBatch:
         """Write the batch as Parquet under a prefix of this attempt's own: a replay, or a second driver
         working on the same batch, never overwrites (or deletes) the files another attempt loads."""
         attempt = uuid.uuid4().hex[:16]
         uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}/attempt={attempt}"
-        rows = batch.select(*COLUMN_NAMES)
-        rows.coalesce(1).write.mode("overwrite").parquet(uri)
-        files = tuple(sorted(rows.sparkSession.read.parquet(uri).inputFiles()))
-        return StagedBatch(query=self.query, batch_id=batch_id, uri=uri, files=files, rows=batch.count())
+        rows = batch.count()
+        files = _write_parquet(batch.select(*COLUMN_NAMES), f"{uri}/engagement")
+        viewers: tuple[str, ...] = ()
+        watermark = None
+        if rows and self.daily_viewers is not None:
+            daily = self.daily_viewers(batch).withColumns(
+                {"updated_at": F.current_timestamp(), "batch_id": F.lit(batch_id).cast("bigint")}
+            )
+            viewers = _write_parquet(daily.select(*DAILY.names()), f"{uri}/{DAILY.name}")
+        if rows and self.watermark_delay is not None:
+            newest = batch.agg(F.unix_micros(F.max("last_event_time"))).first()[0]
+            if newest is not None:
+                watermark = EPOCH + timedelta(microseconds=newest) - self.watermark_delay
+        return StagedBatch(
+            query=self.query,
+            batch_id=batch_id,
+            uri=uri,
+            files=files,
+            rows=rows,
+            viewers_files=viewers,
+            watermark=watermark,
+        )
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         staged = self.stage(batch, batch_id)

@@ -26,11 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from sinks.warehouse import analytics
 from sinks.warehouse.base import (
     COLUMN_NAMES,
+    DAILY,
+    DAILY_COLUMNS,
     ENGAGEMENT_COLUMNS,
     KEY,
-    TOP_ORDERINGS,
     WarehouseError,
     validate_identifier,
 )
@@ -47,6 +49,7 @@ LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("batch_id", "bigint"),
     ("rows", "bigint"),
     ("committed_at", "timestamp"),
+    ("watermark", "timestamp"),  # the watermark the batch reached (null: a backfill, an empty batch)
 )
 LEDGER_KEY: tuple[str, ...] = ("query_name", "batch_id")
 
@@ -54,18 +57,18 @@ LEDGER_KEY: tuple[str, ...] = ("query_name", "batch_id")
 STAGE_TABLE = "mediapulse_stage"
 STAGE_DEDUP_TABLE = "mediapulse_stage_dedup"
 STAGE_TABLES = (STAGE_TABLE, STAGE_DEDUP_TABLE)
+STAGE_VIEWERS_TABLE = "mediapulse_stage_viewers"  # the batch's daily unique-viewer rows
 
-VIEW_TOP_CTR = "v_top_content_ctr"
-VIEW_TRENDING = "v_trending_content"
-VIEW_ENGAGEMENT_MIX = "v_engagement_by_type_platform"
-VIEW_NAMES: tuple[str, ...] = (VIEW_TOP_CTR, VIEW_TRENDING, VIEW_ENGAGEMENT_MIX)
-
-WILSON_Z = 1.96
+DAILY_TABLE = DAILY.name
+VIEW_TOP_CTR = analytics.VIEW_TOP_CTR
+VIEW_TRENDING = analytics.VIEW_TRENDING
+VIEW_ENGAGEMENT_MIX = analytics.VIEW_ENGAGEMENT_MIX
 
 # Redshift VARCHAR lengths are in bytes (UTF-8); a value that does not fit fails the COPY loudly.
 _VARCHAR_BYTES: dict[str, int] = {
     "content_id": 128,
     "affiliate_id": 128,
+    "placement": 128,
     "platform": 32,
     "title": 1024,
     "category": 256,
@@ -105,7 +108,9 @@ _REDSHIFT_ENCODINGS: dict[str, str] = {
 }
 
 ENGAGEMENT_DISTKEY = "content_id"
-ENGAGEMENT_SORTKEY: tuple[str, ...] = ("window_start", "content_id", "affiliate_id", "platform")
+ENGAGEMENT_SORTKEY: tuple[str, ...] = ("window_start", "content_id", "affiliate_id", "placement", "platform")
+DAILY_DISTKEY = "content_id"
+DAILY_SORTKEY: tuple[str, ...] = DAILY.key
 
 
 def _check_dialect(dialect: str) -> Dialect:
@@ -152,6 +157,7 @@ class Tables:
     table: str
     ledger: str
     content_dim: str
+    daily: str
 
     @classmethod
     def of(cls, schema: str, table: str, ledger_table: str) -> Tables:
@@ -163,6 +169,7 @@ class Tables:
             table=qualify(validate_identifier(table, "warehouse.table"), schema),
             ledger=qualify(validate_identifier(ledger_table, "warehouse.ledger_table"), schema),
             content_dim=qualify(CONTENT_DIM_TABLE, schema),
+            daily=qualify(DAILY_TABLE, schema),
         )
 
     @classmethod
@@ -173,10 +180,15 @@ class Tables:
             table=validate_identifier(table, "warehouse.table"),
             ledger=validate_identifier(ledger_table, "warehouse.ledger_table"),
             content_dim=CONTENT_DIM_TABLE,
+            daily=DAILY_TABLE,
         )
 
     def view(self, name: str) -> str:
         return qualify(name, self.schema)
+
+    def names(self) -> analytics.Names:
+        """What the analyst views and reports read."""
+        return analytics.Names(table=self.table, daily=self.daily, ledger=self.ledger, schema=self.schema)
 
 
 # --------------------------------------------------------------------------------------------- DDL
@@ -217,6 +229,12 @@ def create_engagement_table_sql(table: str, dialect: Dialect) -> str:
     """The target: one row per (window, content, affiliate, platform); Redshift distributes by content."""
     layout = f"\nDISTKEY({ENGAGEMENT_DISTKEY})\nCOMPOUND SORTKEY({', '.join(ENGAGEMENT_SORTKEY)})"
     return _create_table_sql(table, ENGAGEMENT_COLUMNS, KEY, dialect, layout)
+
+
+def create_daily_table_sql(daily: str, dialect: Dialect) -> str:
+    """The daily unique-viewer rollup: one row per (day, content, affiliate, placement, platform)."""
+    layout = f"\nDISTKEY({DAILY_DISTKEY})\nCOMPOUND SORTKEY({', '.join(DAILY_SORTKEY)})"
+    return _create_table_sql(daily, DAILY_COLUMNS, DAILY.key, dialect, layout)
 
 
 def create_ledger_table_sql(ledger: str, dialect: Dialect) -> str:
@@ -290,15 +308,16 @@ def ledger_lookup_sql(ledger: str) -> str:
 
 def ledger_insert_sql(ledger: str) -> str:
     names = ", ".join(name for name, _ in LEDGER_COLUMNS)
-    return f"INSERT INTO {validate_identifier(ledger)} ({names}) VALUES (%s, %s, %s, %s)"
+    marks = ", ".join(["%s"] * len(LEDGER_COLUMNS))
+    return f"INSERT INTO {validate_identifier(ledger)} ({names}) VALUES ({marks})"
 
 
 def committed_sql(ledger: str) -> str:
     return f"SELECT batch_id FROM {validate_identifier(ledger)} WHERE query_name = %s ORDER BY batch_id"
 
 
-def stage_sql(table: str, dialect: Dialect) -> list[str]:
-    """(Re)create the two session-temporary staging tables shaped like the target.
+def stage_sql(table: str, dialect: Dialect, stages: tuple[str, ...] = STAGE_TABLES) -> list[str]:
+    """(Re)create session-temporary staging tables (by default the target's two) shaped like ``table``.
 
     ``LIKE`` copies column order and types (and on Redshift the distribution key, sort key and encodings),
     so a Parquet COPY, which maps columns by position, lands each column where the target expects it.
@@ -306,10 +325,15 @@ def stage_sql(table: str, dialect: Dialect) -> list[str]:
     """
     table = validate_identifier(table)
     if _check_dialect(dialect) == "duckdb":
-        create = [f"CREATE TEMP TABLE {name} AS SELECT * FROM {table} LIMIT 0" for name in STAGE_TABLES]
+        create = [f"CREATE TEMP TABLE {name} AS SELECT * FROM {table} LIMIT 0" for name in stages]
     else:
-        create = [f"CREATE TEMP TABLE {name} (LIKE {table})" for name in STAGE_TABLES]
-    return [*(f"DROP TABLE IF EXISTS {name}" for name in STAGE_TABLES), *create]
+        create = [f"CREATE TEMP TABLE {name} (LIKE {table})" for name in stages]
+    return [*(f"DROP TABLE IF EXISTS {name}" for name in stages), *create]
+
+
+def stage_columns(stage: str) -> tuple[tuple[str, ColumnType], ...]:
+    """The columns (and logical types) of a staging table, in order."""
+    return DAILY_COLUMNS if stage == STAGE_VIEWERS_TABLE else ENGAGEMENT_COLUMNS
 
 
 def insert_parquet_sql(stage: str, files: Sequence[str]) -> str:
@@ -320,9 +344,10 @@ def insert_parquet_sql(stage: str, files: Sequence[str]) -> str:
     """
     if not files:
         raise WarehouseError("a Parquet load needs at least one file")
-    names = ", ".join(COLUMN_NAMES)
+    columns = stage_columns(stage)
+    names = ", ".join(name for name, _ in columns)
     casts = ",\n       ".join(
-        f"CAST({name} AS {column_type(name, kind, 'duckdb')}) AS {name}" for name, kind in ENGAGEMENT_COLUMNS
+        f"CAST({name} AS {column_type(name, kind, 'duckdb')}) AS {name}" for name, kind in columns
     )
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return (
@@ -363,44 +388,29 @@ def dedup_stage_sql() -> str:
     )
 
 
-def merge_sql(target: str, source: str = STAGE_DEDUP_TABLE) -> str:
-    """Upsert ``source`` into ``target`` by :data:`KEY`, replacing every non-key column of matched rows.
+def merge_sql(
+    target: str,
+    source: str = STAGE_DEDUP_TABLE,
+    key: tuple[str, ...] = KEY,
+    columns: tuple[str, ...] = COLUMN_NAMES,
+) -> str:
+    """Upsert ``source`` into ``target`` by ``key``, replacing every non-key column of matched rows.
 
     The target is referred to by its full name (Redshift allows no alias on it); the source is a table.
+    By default the engagement target; the daily rollup passes its own key and columns.
     """
     target = validate_identifier(target)
     source = validate_identifier(source)
-    on = " AND ".join(f"{target}.{k} = s.{k}" for k in KEY)
-    updates = ",\n    ".join(f"{c} = s.{c}" for c in COLUMN_NAMES if c not in KEY)
-    values = ", ".join(f"s.{c}" for c in COLUMN_NAMES)
+    on = " AND ".join(f"{target}.{k} = s.{k}" for k in key)
+    updates = ",\n    ".join(f"{c} = s.{c}" for c in columns if c not in key)
+    values = ", ".join(f"s.{c}" for c in columns)
     return (
         f"MERGE INTO {target}\n"
         f"USING {source} AS s\n"
         f"ON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET\n    {updates}\n"
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMN_NAMES)})\n"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)})\n"
         f"VALUES ({values})"
-    )
-
-
-def top_sql(table: str, by: str, limit: int) -> str:
-    """Top content over all windows, ordered by :data:`TOP_ORDERINGS` [``by``].
-
-    The limit is a checked integer written into the text: a bound parameter in LIMIT is not portable.
-    """
-    if by not in TOP_ORDERINGS:
-        raise WarehouseError(f"cannot order by {by!r}: choose one of {', '.join(TOP_ORDERINGS)}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise WarehouseError(f"the top limit must be a positive integer, not {limit!r}")
-    return (
-        "SELECT content_id, MAX(title), SUM(impressions), SUM(clicks), SUM(play_starts),\n"
-        "       SUM(completions), SUM(watch_time_ms), SUM(unique_viewers),\n"
-        "       CAST(SUM(clicks) AS DOUBLE PRECISION) / NULLIF(SUM(impressions), 0),\n"
-        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)\n"
-        f"FROM {validate_identifier(table)}\n"
-        "GROUP BY content_id\n"
-        f"ORDER BY {TOP_ORDERINGS[by]} DESC NULLS LAST, content_id\n"
-        f"LIMIT {limit}"
     )
 
 
@@ -494,88 +504,24 @@ VIEWS_SQL = "SELECT table_name FROM information_schema.views WHERE table_schema 
 # ------------------------------------------------------------------------------------ analyst views
 
 
-def view_bodies(tables: Tables) -> dict[str, str]:
-    """The SELECT of each analyst view (same text on both engines).
-
-    * top content by CTR, with the lower bound of the Wilson score interval (z = 1.96, 95 %) so that a
-      title with 3 clicks out of 4 impressions does not outrank one with 300 out of 500;
-    * trending: each content's impressions and plays per window against the window just before it;
-    * completion and watch time per day, content type and platform.
-    """
-    t = tables.table
-    z, z2 = WILSON_Z, round(WILSON_Z * WILSON_Z, 6)
-    top_ctr = (
-        "WITH per_content AS (\n"
-        "  SELECT content_id, MAX(title) AS title, MAX(category) AS category,\n"
-        "         SUM(impressions) AS impressions, SUM(clicks) AS clicks\n"
-        f"  FROM {t}\n"
-        "  GROUP BY content_id\n"
-        "), rated AS (\n"
-        "  SELECT content_id, title, category, impressions, clicks,\n"
-        "         CAST(NULLIF(impressions, 0) AS DOUBLE PRECISION) AS n,\n"
-        "         LEAST(CAST(clicks AS DOUBLE PRECISION) / NULLIF(impressions, 0), 1.0) AS p\n"
-        "  FROM per_content\n"
-        ")\n"
-        "SELECT content_id, title, category, impressions, clicks,\n"
-        "       CAST(clicks AS DOUBLE PRECISION) / n AS ctr,\n"
-        f"       (p + {z2} / (2 * n) - {z} * SQRT(p * (1 - p) / n + {z2} / (4 * n * n)))\n"
-        f"         / (1 + {z2} / n) AS ctr_wilson_lower\n"
-        "FROM rated"
-    )
-    trending = (
-        "WITH per_window AS (\n"
-        "  SELECT content_id, window_start, window_end, MAX(title) AS title,\n"
-        "         SUM(impressions) AS impressions, SUM(play_starts) AS play_starts\n"
-        f"  FROM {t}\n"
-        "  GROUP BY content_id, window_start, window_end\n"
-        ")\n"
-        "SELECT cur.content_id, cur.title, cur.window_start, cur.window_end,\n"
-        "       cur.impressions, COALESCE(prev.impressions, 0) AS prev_impressions,\n"
-        "       CAST(cur.impressions - prev.impressions AS DOUBLE PRECISION)\n"
-        "         / NULLIF(prev.impressions, 0) AS impressions_growth,\n"
-        "       cur.play_starts, COALESCE(prev.play_starts, 0) AS prev_play_starts,\n"
-        "       CAST(cur.play_starts - prev.play_starts AS DOUBLE PRECISION)\n"
-        "         / NULLIF(prev.play_starts, 0) AS play_starts_growth\n"
-        "FROM per_window AS cur\n"
-        "LEFT JOIN per_window AS prev\n"
-        "  ON prev.content_id = cur.content_id AND prev.window_end = cur.window_start"
-    )
-    mix = (
-        "SELECT DATE_TRUNC('day', window_start) AS day, content_type, platform,\n"
-        "       SUM(play_starts) AS play_starts, SUM(completions) AS completions,\n"
-        "       CAST(SUM(completions) AS DOUBLE PRECISION) / NULLIF(SUM(play_starts), 0)\n"
-        "         AS completion_rate,\n"
-        "       SUM(watch_time_ms) AS watch_time_ms,\n"
-        "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 3600000.0 AS watch_time_hours,\n"
-        "       CAST(SUM(watch_time_ms) AS DOUBLE PRECISION) / 1000.0\n"
-        "         / NULLIF(SUM(play_starts), 0) AS avg_watch_s_per_play\n"
-        f"FROM {t}\n"
-        "GROUP BY DATE_TRUNC('day', window_start), content_type, platform"
-    )
-    return {VIEW_TOP_CTR: top_ctr, VIEW_TRENDING: trending, VIEW_ENGAGEMENT_MIX: mix}
-
-
 def create_views_sql(tables: Tables, dialect: Dialect) -> list[str]:
-    """CREATE OR REPLACE VIEW for each analyst view; late-binding on Redshift, so they survive table swaps."""
-    suffix = "\nWITH NO SCHEMA BINDING" if _check_dialect(dialect) == "redshift" else ""
-    return [
-        f"CREATE OR REPLACE VIEW {tables.view(name)} AS\n{body}{suffix}"
-        for name, body in view_bodies(tables).items()
-    ]
+    """The analyst views (:mod:`sinks.warehouse.analytics`) rendered for ``dialect``."""
+    return analytics.create_views_sql(tables.names(), _check_dialect(dialect))
 
 
 def init_sql(tables: Tables, dialect: Dialect) -> list[str]:
-    """Every statement of ``init``, in order; each is idempotent. DuckDB, a local file, holds the target
-    and the ledger only."""
-    if _check_dialect(dialect) == "duckdb":
-        return [
-            create_engagement_table_sql(tables.table, dialect),
-            create_ledger_table_sql(tables.ledger, dialect),
-        ]
-    return [
-        create_schema_sql(tables.schema),
+    """Every statement of ``init``, in order; each is idempotent. DuckDB, a local file, has no content
+    dimension (the engagement rows carry the content's attributes) but the same views."""
+    tables_sql = [
         create_engagement_table_sql(tables.table, dialect),
         create_ledger_table_sql(tables.ledger, dialect),
+        create_daily_table_sql(tables.daily, dialect),
+    ]
+    if _check_dialect(dialect) == "duckdb":
+        return [*tables_sql, *create_views_sql(tables, dialect)]
+    return [
+        create_schema_sql(tables.schema),
+        *tables_sql,
         create_content_dim_sql(tables.content_dim, dialect),
         *create_views_sql(tables, dialect),
     ]

@@ -115,7 +115,7 @@ def test_top_on_a_warehouse_file_without_tables_creates_none(tmp_path, caplog):
 
     assert main(["top", "--set", warehouse_url(path)]) == 2
 
-    assert "no table content_engagement" in caplog.text
+    assert "has no analyst views" in caplog.text
     with duckdb.connect(str(path), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
 
@@ -202,6 +202,13 @@ DAY1, DAY2 = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"
         (["backfill", "--from", "yesterday", "--to", DAY2], "not an ISO 8601 time"),
         (["backfill", "--from", "2026-11-01T00:00:00", "--to", DAY2], "has no time zone"),
         (["backfill", "--from", DAY2, "--to", DAY1], "must be after --from"),
+        (["top", "--since", "6h", "--from", DAY1], "give --since or --from, not both"),
+        (["top", "--since", "soon"], "argument --since: not a duration"),
+        (["top", "--from", DAY2, "--to", DAY1], "must be after the range's start"),
+        (["top", "--min-impressions", "-1"], "argument --min-impressions: must be 0 or more"),
+        (["top", "--format", "xml"], "argument --format: invalid choice"),
+        (["rank", "--placement", "home_hero"], "the following arguments are required: --affiliate"),
+        (["rank", "--affiliate", "a1", "--placement", "p", "--by", "views"], "argument --by: invalid choice"),
     ],
 )
 def test_bad_arguments_end_with_one_line_and_exit_2(argv, message, capsys):
@@ -306,3 +313,28 @@ def test_a_refused_postgres_connection_is_reported_once(tmp_path):
     lines = (done.stdout + done.stderr).splitlines()
     assert len(lines) == 1, lines
     assert "Connection refused" in lines[0]
+
+
+def test_top_and_rank_print_csv_and_json_from_the_views(tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    from tests.sinks.warehouse.data import make_rows, write_local_batch
+
+    path = tmp_path / "w.duckdb"
+    rows = make_rows(1, contents=("c1", "c2"), affiliates=("a1",), platforms=("web",))
+    with DuckDBWarehouse(str(path)) as wh:
+        wh.load_batch(write_local_batch(tmp_path, "engagement", 1, [rows]))
+    impressions = {c: sum(r["impressions"] for r in rows if r["content_id"] == c) for c in ("c1", "c2")}
+
+    assert main(["top", "--format", "csv", "--affiliate", "a1", "--set", warehouse_url(path)]) == 0
+    printed = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    got = {r["content_id"]: int(r["impressions"]) for r in printed}
+    assert got == impressions
+
+    argv = ["rank", "--affiliate", "a1", "--placement", "home_hero", "--format", "json", "--min-volume", "0"]
+    assert main([*argv, "--set", warehouse_url(path)]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert {r["content_id"]: r["trials"] for r in ranked} == impressions
+    assert all(r["lower"] <= r["rate"] <= r["upper"] for r in ranked)

@@ -14,21 +14,37 @@ from streaming.query import BatchWriter, engagement_sinks
 from streaming.run import run_pipeline
 from streaming.transforms import stamp
 from tests.engagement import engagement_row, engagement_schema
-from tests.pipeline import pipeline_config, warehouse_rows
+from tests.pipeline import pipeline_config, warehouse_query, warehouse_rows
 
 CHECKPOINT_ID = "c0ffee"
 DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
-AGGREGATE_SCHEMA = engagement_schema("window", "group", "attribute", "metric", "rate")
+AGGREGATE_SCHEMA = engagement_schema("window", "group", "attribute", "metric", "sketch", "latest", "rate")
 
 START = datetime(2026, 11, 1, 10, 0)
 END = START + timedelta(minutes=5)
-WINDOW = {"window_start": START, "window_end": END, "affiliate_id": "a1"}
+WINDOW = {
+    "window_start": START, "window_end": END, "affiliate_id": "a1", "placement": "home_hero",
+    "last_event_time": START + timedelta(minutes=1),
+}  # fmt: skip
 C1 = dict(
     WINDOW, content_id="c1", platform="web", title="T", category="news", content_type="video", impressions=10,
     clicks=2, play_starts=1, unique_viewers=7, ctr=0.2, completion_rate=0.0,
 )  # fmt: skip
 C2 = {**WINDOW, "content_id": "c2", "platform": "ios", "impressions": 4, "unique_viewers": 3, "ctr": 0.0}
-ROW_C1, ROW_C2 = (engagement_row(AGGREGATE_SCHEMA, **values) for values in (C1, C2))
+
+
+def sketch(spark, users: range) -> bytes:
+    """The HLL sketch of ``u<n>`` for each n of ``users``, as the aggregation keeps it."""
+    values = ", ".join(f"('u{n}')" for n in users)
+    return spark.sql(f"SELECT hll_sketch_agg(user_id, 14) FROM VALUES {values} AS t(user_id)").first()[0]
+
+
+def rows(spark):
+    """C1 (viewers u1-u7) and C2 (viewers u5-u7) with their sketches: 7 distinct viewers in all."""
+    return [
+        engagement_row(AGGREGATE_SCHEMA, **C1, viewers_sketch=sketch(spark, range(1, 8))),
+        engagement_row(AGGREGATE_SCHEMA, **C2, viewers_sketch=sketch(spark, range(5, 8))),
+    ]
 
 
 def event(event_id: str, minute: int, event_type: str = "impression", content: str = "c1") -> str:
@@ -67,7 +83,7 @@ def ledger(cfg) -> list[tuple]:
 def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
-    batch = spark.createDataFrame([ROW_C1, ROW_C2], AGGREGATE_SCHEMA)
+    batch = spark.createDataFrame(rows(spark), AGGREGATE_SCHEMA)
     writer = BatchWriter(tuple(engagement_sinks(cfg, CHECKPOINT_ID)), prepare=stamp)
     writer(batch, 7)
     first_rows = warehouse_rows(cfg)
@@ -78,13 +94,21 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
     }
     assert spark.read.parquet(f"{cfg.lake.path}/engagement").count() == first_lake == 2
     assert ledger(cfg) == [(f"engagement_{CHECKPOINT_ID}", 7)]
+    everyone = warehouse_query(
+        cfg,
+        "SELECT unique_viewers FROM daily_unique_viewers WHERE content_id = '(all)' "
+        "AND affiliate_id = '(all)' AND placement = '(all)' AND platform = '(all)'",
+    )
+    assert everyone == [{"unique_viewers": 7}]  # merged from the sketches, not 7 + 3
+    [watermark] = {r["watermark"] for r in warehouse_query(cfg, "SELECT watermark FROM v_engagement")}
+    assert watermark == START + timedelta(minutes=1) - cfg.engagement.watermark
 
 
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)
     lake_sink = engagement_sinks(cfg, CHECKPOINT_ID)[0]
-    lake_sink.write(stamp(spark.createDataFrame([ROW_C1], AGGREGATE_SCHEMA), 3), 3)
+    lake_sink.write(stamp(spark.createDataFrame(rows(spark)[:1], AGGREGATE_SCHEMA), 3), 3)
     replayed = engagement_row(AGGREGATE_SCHEMA, **{**C1, "impressions": 11})
     lake_sink.write(stamp(spark.createDataFrame([replayed], AGGREGATE_SCHEMA), 3), 3)
     assert [r.impressions for r in spark.read.parquet(f"{cfg.lake.path}/engagement").collect()] == [11]
@@ -105,10 +129,10 @@ def test_late_events_never_change_closed_windows_and_are_counted(spark, tmp_path
         write_batch_file(incoming, index, lines)
         reporter = run_pipeline(spark, cfg, available_now=True)
         late += reporter.totals["engagement"]["late"]
-    rows = warehouse_rows(cfg)
+    windows = warehouse_rows(cfg)
     ten = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-    assert rows[(ten, "c1", "a1", "web")]["impressions"] == 2
-    assert rows[(ten + timedelta(minutes=20), "c1", "a1", "web")]["impressions"] == 2
+    assert windows[(ten, "c1", "a1", "(none)", "web")]["impressions"] == 2
+    assert windows[(ten + timedelta(minutes=20), "c1", "a1", "(none)", "web")]["impressions"] == 2
     assert late == 1
     logged = {r.event_id for r in spark.read.parquet(f"{cfg.lake.path}/events").collect()}
     assert logged == {"e1", "e2", "e3", "late", "e4"}, "late events still land in the event log"

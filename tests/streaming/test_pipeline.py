@@ -75,12 +75,14 @@ def test_lake_engagement_latest_version_of_each_window_equals_the_warehouse(spar
     cfg, _, _ = finished_run
     lake = spark.read.parquet(f"{cfg.lake.path}/engagement")
     latest = (
-        lake.groupBy("window_start", "content_id", "affiliate_id", "platform")
+        lake.groupBy("window_start", "content_id", "affiliate_id", "placement", "platform")
         .agg(F.max_by(F.struct(*METRICS), "batch_id").alias("m"))
         .collect()
     )
     from_lake = {
-        (r.window_start.replace(tzinfo=UTC), r.content_id, r.affiliate_id, r.platform): r.m.asDict()
+        (r.window_start.replace(tzinfo=UTC), r.content_id, r.affiliate_id, r.placement, r.platform): (
+            r.m.asDict()
+        )
         for r in latest
     }
     from_warehouse = {k: {m: v[m] for m in METRICS} for k, v in warehouse_rows(cfg).items()}

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from sinks.warehouse import sql
 from sinks.warehouse.base import COLUMN_NAMES, KEY
 from sinks.warehouse.postgres import PostgresSettings, PostgresWarehouse
 from sinks.warehouse.protocol import RetryPolicy
@@ -140,8 +141,9 @@ class ManifestStreamLoader:
             assert entry["mandatory"] is True
             assert entry["meta"]["content_length"] == size, f"content_length of {entry['url']} is wrong"
             files.append(entry["url"])
-        prefix = f"INSERT INTO {stage} ({', '.join(COLUMN_NAMES)}) VALUES "
-        insert_rows(cur, prefix, COLUMN_NAMES, iter_record_batches(files, s3=self.fs))
+        columns = tuple(name for name, _ in sql.stage_columns(stage))
+        prefix = f"INSERT INTO {stage} ({', '.join(columns)}) VALUES "
+        insert_rows(cur, prefix, columns, iter_record_batches(files, columns, s3=self.fs))
 
 
 @pytest.fixture
@@ -271,5 +273,6 @@ def postgres_metrics(server: PgServer, schema: str) -> dict[tuple[Any, ...], dic
         r = dict(zip(COLUMN_NAMES, row, strict=True))
         start = r["window_start"]
         start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-        found[(start, r["content_id"], r["affiliate_id"], r["platform"])] = {m: r[m] for m in METRICS}
+        key = (start, r["content_id"], r["affiliate_id"], r["placement"], r["platform"])
+        found[key] = {m: r[m] for m in METRICS}
     return found

@@ -13,13 +13,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.warehouse.base import COLUMN_NAMES, KEY, TARGET, StagedBatch
+from sinks.warehouse.base import COLUMN_NAMES, DAILY, KEY, TARGET, StagedBatch
 from streaming.sources.content_dim import arrow_schema
 
 Row = dict[str, Any]
 
 # The staged files' schema: the warehouse's engagement columns as Spark writes them.
 ENGAGEMENT_SCHEMA = TARGET.arrow_schema()
+DAILY_SCHEMA = DAILY.arrow_schema()
 WINDOW = timedelta(minutes=5)
 T0 = datetime(2026, 11, 2, 12, 0, 0)  # naive UTC, as the warehouse returns it
 
@@ -34,8 +35,10 @@ def make_rows(
     windows: int = 2,
     seed: int = 0,
     platforms: Sequence[str] = ("web", "ios"),
+    placements: Sequence[str] = ("home_hero",),
 ) -> list[Row]:
-    """One row per (window, content, affiliate, platform), full aggregate values, deterministic per seed.
+    """One row per (window, content, affiliate, placement, platform), full aggregate values, deterministic
+    per seed.
 
     A metric or rate of the table that this function does not know yet gets a random value of its type."""
     rng = random.Random(seed * 7919 + batch_id)
@@ -43,7 +46,7 @@ def make_rows(
     for w in range(windows):
         start = T0 + w * WINDOW
         for i, content in enumerate(contents):
-            for affiliate in affiliates:
+            for affiliate, placement in ((a, p) for a in affiliates for p in placements):
                 for platform in platforms:
                     impressions = rng.randint(10, 500)
                     clicks = rng.randint(0, impressions)
@@ -55,17 +58,21 @@ def make_rows(
                             "window_end": start + WINDOW,
                             "content_id": content,
                             "affiliate_id": affiliate,
+                            "placement": placement,
                             "platform": platform,
                             "title": f"Title of {content}" if i % 3 else "",
                             "category": None if i % 4 == 3 else f"cat-{i % 2}",
                             "content_type": CONTENT_TYPES[i % len(CONTENT_TYPES)],
+                            "duration_s": None if i % 5 == 4 else 60 * (i + 1),
                             "impressions": impressions,
                             "clicks": clicks,
                             "play_starts": plays,
                             "completions": completions,
                             "watch_time_ms": plays * rng.randint(1_000, 600_000),
                             "unique_viewers": rng.randint(1, impressions),
+                            "last_event_time": start + WINDOW - timedelta(seconds=1),
                             "ctr": clicks / impressions,
+                            "play_rate": plays / impressions,
                             "completion_rate": completions / plays if plays else None,
                             "updated_at": start + WINDOW + timedelta(seconds=batch_id),
                             "batch_id": batch_id,
@@ -98,10 +105,34 @@ def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+def daily_rows(
+    batch_id: int, day: datetime, keys: Sequence[tuple[str, str, str, str]], seed: int = 0
+) -> list[Row]:
+    """Daily unique-viewer rows of ``day`` for ``keys`` (content, affiliate, placement, platform)."""
+    rng = random.Random(seed * 104729 + batch_id)
+    names = ("content_id", "affiliate_id", "placement", "platform")
+    return [
+        {
+            "day": day,
+            **dict(zip(names, key, strict=True)),
+            "unique_viewers": rng.randint(1, 5_000),
+            "updated_at": day + timedelta(hours=1, seconds=batch_id),
+            "batch_id": batch_id,
+        }
+        for key in keys
+    ]
+
+
 def write_local_batch(
-    directory: Path, query: str, batch_id: int, parts: Sequence[Sequence[Row]]
+    directory: Path,
+    query: str,
+    batch_id: int,
+    parts: Sequence[Sequence[Row]],
+    viewers: Sequence[Row] = (),
+    watermark: datetime | None = None,
 ) -> StagedBatch:
-    """Each element of ``parts`` becomes one Parquet file, as Spark would write partitions."""
+    """Each element of ``parts`` becomes one Parquet file, as Spark would write partitions; ``viewers``
+    (daily unique-viewer rows) one more file of their own."""
     uri = directory / query / f"batch_id={batch_id}"
     uri.mkdir(parents=True, exist_ok=True)
     files = []
@@ -109,11 +140,24 @@ def write_local_batch(
         path = uri / f"part-{n:05d}.snappy.parquet"
         pq.write_table(arrow_table(part), path)
         files.append(str(path))
-    return StagedBatch(query, batch_id, str(uri), tuple(files), sum(len(p) for p in parts))
+    viewer_files: tuple[str, ...] = ()
+    if viewers:
+        path = uri / "viewers-00000.snappy.parquet"
+        pq.write_table(_table(list(viewers), DAILY_SCHEMA), path)
+        viewer_files = (str(path),)
+    return StagedBatch(
+        query, batch_id, str(uri), tuple(files), sum(len(p) for p in parts), viewer_files, watermark
+    )
 
 
 def write_s3_batch(
-    s3: Any, bucket: str, prefix: str, query: str, batch_id: int, parts: Sequence[Sequence[Row]]
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    query: str,
+    batch_id: int,
+    parts: Sequence[Sequence[Row]],
+    viewers: Sequence[Row] = (),
 ) -> StagedBatch:
     key_prefix = f"{prefix}/{query}/batch_id={batch_id}"
     files = []
@@ -123,9 +167,21 @@ def write_s3_batch(
         key = f"{key_prefix}/part-{n:05d}.snappy.parquet"
         s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
         files.append(f"s3://{bucket}/{key}")
+    viewer_files: tuple[str, ...] = ()
+    if viewers:
+        sink = io.BytesIO()
+        pq.write_table(_table(list(viewers), DAILY_SCHEMA), sink)
+        key = f"{key_prefix}/viewers/part-00000.snappy.parquet"
+        s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+        viewer_files = (f"s3://{bucket}/{key}",)
     s3.put_object(Bucket=bucket, Key=f"{key_prefix}/_SUCCESS", Body=b"")
     return StagedBatch(
-        query, batch_id, f"s3://{bucket}/{key_prefix}", tuple(files), sum(len(p) for p in parts)
+        query,
+        batch_id,
+        f"s3://{bucket}/{key_prefix}",
+        tuple(files),
+        sum(len(p) for p in parts),
+        viewer_files,
     )
 
 

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from sinks.warehouse.admin import register, sync_dimensions
-from sinks.warehouse.base import StagedBatch, TopRow, Warehouse, WarehouseError
+from sinks.warehouse.base import StagedBatch, Warehouse, WarehouseError
 from tests.sinks.warehouse.conftest import DATABASE, TEST_PASSWORD, TEST_ROLE, PgServer
 from tests.sinks.warehouse.data import dim_rows, dim_table
 
@@ -103,8 +103,11 @@ class _Elsewhere(Warehouse):
     def committed(self, query: str) -> list[int]:
         return []
 
-    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        return []
+    def top(self, where: Any, by: str = "impressions", limit: int = 10, min_impressions: int = 0) -> Any:
+        return None
+
+    def rank(self, where: Any, by: Any = "ctr", limit: int = 20, min_volume: int = 100) -> Any:
+        return None
 
     def close(self) -> None: ...
 

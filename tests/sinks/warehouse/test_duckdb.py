@@ -3,12 +3,14 @@ backends, with DuckDB reading the staged Parquet files itself."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from sinks.warehouse.analytics import Slice
 from sinks.warehouse.base import (
     COLUMN_NAMES,
     ENGAGEMENT_COLUMNS,
@@ -18,9 +20,15 @@ from sinks.warehouse.base import (
     WarehouseMissingError,
 )
 from sinks.warehouse.duckdb import DuckDBWarehouse
-from tests.sinks.warehouse.data import apply_batches, as_tuples, make_rows, write_local_batch
+from tests.sinks.warehouse.data import T0, apply_batches, as_tuples, daily_rows, make_rows, write_local_batch
 
-DUCKDB_TYPES = {"timestamp": "TIMESTAMP", "string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
+DUCKDB_TYPES = {
+    "timestamp": "TIMESTAMP",
+    "string": "VARCHAR",
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "double": "DOUBLE",
+}
 
 
 def read(path: Path, statement: str) -> list[tuple[Any, ...]]:
@@ -121,9 +129,9 @@ def test_readers_create_nothing(tmp_path: Path) -> None:
     duckdb.connect(str(bare)).close()
     with (
         DuckDBWarehouse(str(bare), read_only=True) as wh,
-        pytest.raises(WarehouseMissingError, match=f"{bare} has no table content_engagement"),
+        pytest.raises(WarehouseMissingError, match=f"{bare} has no analyst views"),
     ):
-        wh.top()
+        wh.top(Slice())
     assert read(bare, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
 
 
@@ -133,13 +141,13 @@ def test_top_sums_each_content_over_its_windows(tmp_path: Path) -> None:
     load(path, write_local_batch(tmp_path, "engagement", 1, [rows]))
 
     with DuckDBWarehouse(str(path), read_only=True) as wh:
-        top = wh.top("impressions", 2)
+        top = wh.top(Slice(), "impressions", 2).records()
 
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["content_id"]] = totals.get(row["content_id"], 0) + row["impressions"]
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:2]
-    assert [(r.content_id, r.impressions) for r in top] == ranked
+    assert [(r["content_id"], r["impressions"]) for r in top] == ranked
 
 
 def test_administration_is_refused_by_name(tmp_path: Path) -> None:
@@ -148,3 +156,25 @@ def test_administration_is_refused_by_name(tmp_path: Path) -> None:
             wh.check()
         with pytest.raises(WarehouseError, match="sync-dimensions supports postgresql:// and redshift://"):
             wh.sync_content_dim(lambda: pytest.fail("the dimension must not be read"))
+
+
+def test_daily_viewers_are_replaced_by_key_and_a_replay_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    day = T0.replace(hour=0)
+    keys = [("c1", "a1", "home_hero", "(all)"), ("(all)", "(all)", "(all)", "(all)")]
+    first = daily_rows(1, day, keys)
+    second = daily_rows(2, day, keys[1:], seed=4)  # the day's total, recomputed by a later batch
+    watermark = T0 + timedelta(minutes=3)
+    batch = write_local_batch(tmp_path, "engagement", 1, [make_rows(1)], first, watermark)
+    load(path, batch)
+    load(path, batch)  # a replay: skipped by the ledger
+    load(path, write_local_batch(tmp_path, "engagement", 2, [make_rows(2)], second))
+
+    got = read(path, "SELECT content_id, unique_viewers FROM daily_unique_viewers ORDER BY content_id")
+
+    assert got == [("(all)", second[0]["unique_viewers"]), ("c1", first[0]["unique_viewers"])]
+    assert read(path, "SELECT batch_id, watermark FROM mediapulse_batches ORDER BY batch_id") == [
+        (1, watermark),
+        (2, None),
+    ]
+    assert read(path, "SELECT DISTINCT watermark FROM v_engagement") == [(watermark,)]

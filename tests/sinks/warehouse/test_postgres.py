@@ -14,6 +14,7 @@ import pytest
 
 from sinks.warehouse import open_warehouse, sql
 from sinks.warehouse.admin import init_warehouse, sync_dimensions
+from sinks.warehouse.analytics import Slice
 from sinks.warehouse.base import WarehouseError, WarehouseMissingError
 from sinks.warehouse.postgres import PostgresWarehouse, parse_postgres_url, password_from_env
 from streaming.config import WarehouseConfig
@@ -98,10 +99,10 @@ def test_top_without_tables_is_a_missing_warehouse_and_creates_nothing(
     url = f"postgresql://{TEST_ROLE}@127.0.0.1:{postgres_server.port}/{DATABASE}?schema={schema}"
 
     with (
-        pytest.raises(WarehouseMissingError, match=f"no table {schema}.content_engagement"),
+        pytest.raises(WarehouseMissingError, match="has no analyst views"),
         open_warehouse(WarehouseConfig(url=url), read_only=True) as wh,
     ):
-        wh.top()
+        wh.top(Slice())
 
     with postgres_server.admin() as conn:
         found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
@@ -286,7 +287,8 @@ def loaded(make_postgres: Any, tmp_path: Path) -> list[Row]:
     ]
     wh = make_postgres()
     wh.init()
-    wh.load_batch(write_local_batch(tmp_path, "engagement", 1, [rows]))
+    closed = max(r["window_end"] for r in rows)  # every window is final
+    wh.load_batch(write_local_batch(tmp_path, "engagement", 1, [rows], watermark=closed))
     return rows
 
 
@@ -331,6 +333,20 @@ def test_trending_view_compares_each_window_with_the_previous_one(
             assert g["impressions_growth"] is None
 
 
+def test_trending_view_leaves_out_windows_still_open(
+    make_postgres: Any, tmp_path: Path, postgres_server: PgServer, schema: str
+) -> None:
+    rows = make_rows(1, contents=("c1",), windows=3, platforms=("web",))
+    wh = make_postgres()
+    wh.init()
+    last_closed = rows[0]["window_start"] + 2 * WINDOW  # the third window is still open
+    wh.load_batch(write_local_batch(tmp_path, "engagement", 1, [rows], watermark=last_closed))
+
+    got = _view(postgres_server, schema, sql.VIEW_TRENDING, "window_start")
+
+    assert [g["window_end"] for g in got] == [rows[0]["window_start"] + WINDOW, last_closed]
+
+
 def test_engagement_mix_view_gives_completion_and_watch_time_per_type_and_platform(
     loaded: list[Row], postgres_server: PgServer, schema: str
 ) -> None:
@@ -349,8 +365,8 @@ def test_engagement_mix_view_gives_completion_and_watch_time_per_type_and_platfo
         assert g["day"] == loaded[0]["window_start"].replace(hour=0, minute=0)
         assert (g["play_starts"], g["completions"], g["watch_time_ms"]) == (plays, completions, watch_ms)
         assert g["completion_rate"] == pytest.approx(completions / plays)
-        assert g["watch_time_hours"] == pytest.approx(watch_ms / 3_600_000)
         assert g["avg_watch_s_per_play"] == pytest.approx(watch_ms / 1000 / plays)
+        assert g["is_final"] is True
 
 
 # ------------------------------------------------------------------------------- content dimension

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from sinks.warehouse.base import StagedBatch, WarehouseError
+from sinks.warehouse.analytics import Slice
+from sinks.warehouse.base import COLUMN_NAMES, StagedBatch, WarehouseError
 from sinks.warehouse.protocol import RetryPolicy, SqlWarehouse
 from streaming.config import WarehouseConfig
 from tests.sinks.warehouse.conftest import PgServer, read_ledger, read_target, wait_for_lock_waiter
@@ -141,7 +142,7 @@ def test_duplicate_keys_in_one_batch_keep_the_newest_row(backend: Backend) -> No
     assert backend.make().load_batch(batch) is True
 
     assert backend.target() == as_tuples(apply_batches([[older, newer]]))
-    assert backend.target()[0][8] == 999
+    assert backend.target()[0][COLUMN_NAMES.index("impressions")] == 999
     assert backend.ledger() == [("engagement", 3, 2)]
 
 
@@ -320,7 +321,7 @@ def test_concurrent_writers_retry_serialization_failures_and_totals_are_exact(
     assert any("serialization" in r.getMessage() for r in caplog.records)
     expected = apply_batches(batches.values())
     assert backend.target() == as_tuples(expected)
-    target_impressions = sum(row[8] for row in backend.target())
+    target_impressions = sum(row[COLUMN_NAMES.index("impressions")] for row in backend.target())
     assert target_impressions == sum(r["impressions"] for r in expected.values())
     assert [b for _, b, _ in backend.ledger()] == [1, 2]
 
@@ -397,13 +398,14 @@ def test_top_orders_content_by_each_metric(backend: Backend) -> None:
     by_impressions = sorted(per_content, key=lambda c: (-per_content[c]["impressions"], c))[:3]
     by_ctr = sorted(per_content, key=lambda c: (-per_content[c]["clicks"] / per_content[c]["impressions"], c))
 
-    top = wh.top("impressions", limit=3)
-    assert [t.content_id for t in top] == by_impressions
-    assert [t.impressions for t in top] == [per_content[c]["impressions"] for c in by_impressions]
-    assert [t.content_id for t in wh.top("ctr", limit=5)] == by_ctr
-    assert wh.top("plays", limit=1)[0].play_starts == max(s["plays"] for s in per_content.values())
+    top = wh.top(Slice(), "impressions", limit=3).records()
+    assert [t["content_id"] for t in top] == by_impressions
+    assert [t["impressions"] for t in top] == [per_content[c]["impressions"] for c in by_impressions]
+    assert [t["content_id"] for t in wh.top(Slice(), "ctr", limit=5).records()] == by_ctr
+    plays = wh.top(Slice(), "plays", limit=1).records()[0]["play_starts"]
+    assert plays == max(s["plays"] for s in per_content.values())
     with pytest.raises(WarehouseError, match="cannot order by"):
-        wh.top("popularity")
+        wh.top(Slice(), "popularity")
 
 
 def test_bad_identifier_in_config_is_a_clear_error(backend: Backend) -> None:

@@ -15,6 +15,7 @@ import pytest
 import redshift_connector
 
 from sinks.warehouse import open_warehouse, sql
+from sinks.warehouse.analytics import Slice
 from sinks.warehouse.base import Isolation, RejectedRowsError, StagedBatch, WarehouseError
 from sinks.warehouse.catalog import expected_tables
 from sinks.warehouse.redshift import (
@@ -132,7 +133,7 @@ def test_from_config_connects_with_the_driver_through_the_proxy(
     with open_warehouse(WarehouseConfig(url=url)) as wh:
         assert isinstance(wh, RedshiftWarehouse)
         assert wh.committed("engagement") == []
-        assert wh.top("ctr") == []
+        assert wh.top(Slice(), "ctr").rows == []
 
 
 def test_secrets_manager_login_end_to_end(
@@ -504,7 +505,7 @@ def test_redshift_check_reports_each_kind_of_drift() -> None:
 
     assert f"{tables.table}: missing column clicks (bigint)" in problems
     assert f"{tables.table}: column ctr is encoded raw, expected zstd" in problems
-    assert f"{tables.table}: column platform has sort key position 0, expected 4" in problems
+    assert f"{tables.table}: column platform has sort key position 0, expected 5" in problems
     assert f"{tables.table}: diststyle is EVEN, expected KEY(content_id)" in problems
     reordered = [rows[1], rows[0], *rows[2:]]
     assert redshift_table_problems(tables.table, expected, reordered, [], "content_id") == [

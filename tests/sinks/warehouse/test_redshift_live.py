@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sinks.warehouse.admin import sync_dimensions
+from sinks.warehouse.analytics import Slice
 from sinks.warehouse.base import COLUMN_NAMES, StagedBatch, WarehouseError
 from sinks.warehouse.redshift import RedshiftWarehouse
 from streaming.config import WarehouseConfig
@@ -86,9 +87,10 @@ def test_live_redshift_end_to_end(live: RedshiftWarehouse, tmp_path: Path) -> No
     expected = apply_batches([rows])
     got = live.fetch(f"SELECT {', '.join(COLUMN_NAMES)} FROM {live.table}")
     assert len(got) == len(expected)
-    assert sum(r[8] for r in got) == sum(r["impressions"] for r in expected.values())
+    impressions = COLUMN_NAMES.index("impressions")
+    assert sum(r[impressions] for r in got) == sum(r["impressions"] for r in expected.values())
     assert live.committed("engagement") == [1]
-    assert live.top("ctr", 3)
+    assert live.top(Slice(), "ctr", 3).rows
 
     with pytest.raises(WarehouseError, match="COPY of engagement batch 2"):
         live.load_batch(_stage(s3, 2, arrow_table(rows).drop_columns(["ctr"])))

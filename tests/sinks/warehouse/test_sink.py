@@ -7,7 +7,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from sinks.warehouse.base import StagedBatch, TopRow, Warehouse
+from sinks.warehouse.base import StagedBatch, Warehouse
 from sinks.warehouse.sink import WarehouseSink
 from tests.sinks.warehouse.data import arrow_table, make_rows
 
@@ -34,8 +34,11 @@ class Recording(Warehouse):
     def committed(self, query: str) -> list[int]:
         return []
 
-    def top(self, by: str = "impressions", limit: int = 10) -> list[TopRow]:
-        return []
+    def top(self, where: Any, by: str = "impressions", limit: int = 10, min_impressions: int = 0) -> Any:
+        return None
+
+    def rank(self, where: Any, by: Any = "ctr", limit: int = 20, min_volume: int = 100) -> Any:
+        return None
 
     def close(self) -> None: ...
 
@@ -67,6 +70,6 @@ def test_a_load_removes_its_own_local_staging_only(spark: SparkSession, tmp_path
     sink.write(frame, 3)
 
     [(batch, listing)] = warehouse.loaded
-    assert batch.uri != other.uri and any(name.endswith(".parquet") for name in listing)
+    assert batch.uri != other.uri and listing == ["engagement"]
     assert not Path(batch.uri).exists()
     assert Path(other.uri).exists()

@@ -4,16 +4,18 @@ form Redshift accepts, and the DDL carries the distribution, sort key and encodi
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlglot
 from sqlglot import exp
 
-from sinks.warehouse import sql
+from sinks.warehouse import analytics, sql
+from sinks.warehouse.analytics import RANKINGS, TOP_ORDERINGS, Slice
 from sinks.warehouse.base import COLUMN_NAMES, ENGAGEMENT_COLUMNS, KEY, StagedBatch, WarehouseError
 from sinks.warehouse.redshift import RedshiftWarehouse, all_statements
-from tests.sinks.warehouse.data import dim_rows, dim_table, make_rows, write_s3_batch
+from tests.sinks.warehouse.data import T0, daily_rows, dim_rows, dim_table, make_rows, write_s3_batch
 
 TABLES = sql.Tables.of("analytics", "content_engagement", "mediapulse_batches")
 ROLE = "arn:aws:iam::123456789012:role/mediapulse-copy"
@@ -77,16 +79,22 @@ def test_statements_sent_on_the_redshift_path_are_the_listed_ones(
     sent: list[str] = []
     plain = make_redshift()
     wh: RedshiftWarehouse = make_redshift(connect=lambda: RecordingConnection(plain._connect_fn(), sent))
-    batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [make_rows(1)])
+    viewers = daily_rows(1, T0.replace(hour=0), [("c1", "a1", "home_hero", "(all)")])
+    batch = write_s3_batch(s3_client, bucket, "staging", "engagement", 1, [make_rows(1)], viewers)
     wh.load_batch(batch)
     wh.load_batch(batch)
     wh.load_batch(StagedBatch("engagement", 2, f"s3://{bucket}/staging/engagement/batch_id=2"))
     wh.committed("engagement")
-    for by in sql.TOP_ORDERINGS:
-        wh.top(by)
+    day = T0.replace(hour=0)
+    every_filter = Slice(day, day + timedelta(days=1), "a", "p", "web", "c", final_only=True)
+    for by in TOP_ORDERINGS:
+        wh.top(Slice(), by)
+        wh.top(every_filter, by)
+    for ranking in RANKINGS:
+        wh.rank(every_filter, ranking)  # type: ignore[arg-type]
     wh.replace_content_dim(dim_table(dim_rows(3)))
 
-    test_loader = f"INSERT INTO {sql.STAGE_TABLE} ("
+    test_loader = tuple(f"INSERT INTO {stage} (" for stage in (sql.STAGE_TABLE, sql.STAGE_VIEWERS_TABLE))
     listed = set(all_statements(wh.tables))
     ours = [s for s in sent if not s.startswith(test_loader)]
     assert ours
@@ -94,7 +102,7 @@ def test_statements_sent_on_the_redshift_path_are_the_listed_ones(
         assert _normalize(statement) in listed, f"not in all_statements(): {statement}"
         parse_redshift(statement)
     merges = [s for s in ours if s.startswith("MERGE")]
-    assert merges and all(sql.lint_redshift_merge(m) == [] for m in merges)
+    assert any(sql.DAILY_TABLE in m for m in merges) and all(sql.lint_redshift_merge(m) == [] for m in merges)
     after_begin = [ours[n + 1] for n, s in enumerate(ours) if s == sql.begin_sql("redshift")]
     lock, delete_dim = f"LOCK {wh.ledger_table}", sql.replace_dim_sql(wh.tables.content_dim)[0]
     assert after_begin == [lock, lock, lock, delete_dim]  # each of the 3 loads locks the ledger first
@@ -149,11 +157,11 @@ def test_redshift_target_is_distributed_by_content_and_sorted_by_window() -> Non
     tree = parse_redshift(ddl)
 
     assert "DISTKEY(content_id)" in ddl
-    assert "COMPOUND SORTKEY(window_start, content_id, affiliate_id, platform)" in ddl
+    assert "COMPOUND SORTKEY(window_start, content_id, affiliate_id, placement, platform)" in ddl
     columns = {c.name: c for c in tree.find_all(exp.ColumnDef)}
     assert list(columns) == list(COLUMN_NAMES)
     for name, kind in ENGAGEMENT_COLUMNS:
-        encoding = "AZ64" if kind in ("bigint", "timestamp") else "ZSTD"
+        encoding = "AZ64" if kind in ("bigint", "int", "timestamp") else "ZSTD"
         assert f"{name} " in ddl and re.search(rf"\b{name} [A-Z ()0-9]+ ENCODE {encoding}\b", ddl), name
 
 
@@ -171,13 +179,13 @@ def test_postgres_ddl_has_no_redshift_clauses() -> None:
 def test_redshift_views_are_late_binding_over_qualified_tables() -> None:
     views = sql.create_views_sql(TABLES, "redshift")
 
-    assert len(views) == len(sql.VIEW_NAMES)
+    assert len(views) == len(analytics.VIEW_NAMES)
     for view in views:
         assert view.endswith("WITH NO SCHEMA BINDING")
         tree = parse_redshift(view)
         ctes = {c.alias for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
-            if table.name not in ctes and table.name not in sql.VIEW_NAMES:
+            if table.name not in ctes:
                 assert table.db == "analytics", f"late-binding views need schema-qualified tables: {table}"
 
 
@@ -205,11 +213,16 @@ def test_copy_statement_refuses_unsafe_literals() -> None:
 
 
 def test_top_rejects_unknown_orderings() -> None:
+    names = TABLES.names()
     with pytest.raises(WarehouseError, match="cannot order by"):
-        sql.top_sql(TABLES.table, "1; drop table x", 10)
+        analytics.top_sql(names, Slice(), "1; drop table x", 10)
     with pytest.raises(WarehouseError, match="positive integer"):
-        sql.top_sql(TABLES.table, "ctr", "10; drop table x")  # type: ignore[arg-type]
-    assert sql.top_sql(TABLES.table, "ctr", 3).endswith("LIMIT 3")
+        analytics.top_sql(names, Slice(), "ctr", "10; drop table x")  # type: ignore[arg-type]
+    with pytest.raises(WarehouseError, match="whole number"):
+        analytics.top_sql(names, Slice(), "ctr", 3, "1 OR 1=1")  # type: ignore[arg-type]
+    with pytest.raises(WarehouseError, match="cannot rank by"):
+        analytics.rank_sql(names, Slice(affiliate="a", placement="p"), "1; drop")  # type: ignore[arg-type]
+    assert analytics.top_sql(names, Slice(), "ctr", 3)[0].endswith("LIMIT 3")
 
 
 def test_redshift_loads_begin_plainly_and_postgres_loads_ask_for_serializable() -> None:
