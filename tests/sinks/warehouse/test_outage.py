@@ -105,8 +105,8 @@ def test_a_60_s_outage_mid_run_pauses_the_stream_and_loses_nothing(
         wh = PostgresWarehouse.from_config(cfg.warehouse)
         stage = wh._stage
 
-        def stage_then_outage(cur: Any, batch: StagedBatch, prepared: Any) -> None:
-            stage(cur, batch, prepared)
+        def stage_then_outage(cur: Any, batch: StagedBatch, prepared: Any, *table: str) -> None:
+            stage(cur, batch, prepared, *table)
             outage.begin_once(batch)  # inside the transaction: rows staged, nothing merged yet
 
         wh._stage = stage_then_outage  # type: ignore[method-assign]

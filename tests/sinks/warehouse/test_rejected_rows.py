@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sinks.warehouse import open_warehouse, sql
+from sinks.warehouse import analytics, open_warehouse
 from sinks.warehouse.base import RejectedRowsError
 from streaming.run import PipelineError, run_pipeline
 from tests.pipeline import make_scenario, pipeline_config
@@ -23,7 +23,7 @@ def narrow_title(server: PgServer, schema: str, width: int) -> None:
     """The title column as a narrow VARCHAR, as Redshift's byte widths would refuse a long title (the views
     over it go first; ``init`` creates them again)."""
     with server.admin() as conn:
-        for view in sql.VIEW_NAMES:
+        for view in analytics.VIEW_NAMES:
             conn.execute(f"DROP VIEW IF EXISTS {schema}.{view} CASCADE")
         conn.execute(f"ALTER TABLE {schema}.content_engagement ALTER COLUMN title TYPE varchar({width})")
 
