@@ -47,7 +47,7 @@ def test_a_value_too_long_for_its_column_fails_at_once_naming_the_batch_and_the_
     key = rows[1]
     named = (
         f"row 2 of the staged files: window_start={key['window_start']}, content_id=c1, affiliate_id=a1, "
-        "platform=ios"
+        f"placement={key['placement']}, platform=ios"
     )
     assert named in message
     assert "column title" in message
@@ -69,7 +69,7 @@ def test_a_violated_constraint_in_the_merge_names_the_failing_row(
     with pytest.raises(RejectedRowsError, match=r"engagement batch 4[^\n]*check constraint") as failure:
         wh.load_batch(batch)
 
-    assert re.search(r"Failing row contains \(.*c1, a1, web", str(failure.value))
+    assert re.search(r"Failing row contains \(.*c1, a1, [^,]+, web", str(failure.value))
     assert wh.committed("engagement") == []
 
 
