@@ -253,7 +253,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{result.selected} open quarantined records with reason {args.reason}"
         f" ({result.already_replayed} more were replayed before)\n"
-        f"  {verb} {result.replayed}: the current contract accepts them\n"
+        f"  {verb} {result.replayed}: {'the' if result.replayed else 'none the'} current contract accepts\n"
         f"  {invalid} stay quarantined{': ' + by_reason if by_reason else ''}\n"
     )
     if result.replay_id is not None:
