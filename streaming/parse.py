@@ -10,6 +10,12 @@ The output keeps one row per non-blank record with the typed event columns (null
 unusable) and an array of reason codes: an empty array means valid. :func:`valid_events` and
 :func:`quarantined` split it.
 
+A record replayed from the quarantine (``mediapulse quarantine replay``, :mod:`streaming.replay`) arrives
+from a file under a :data:`~streaming.schema.REPLAY_FOLDER` folder and carries its original source and
+ingestion time in the :data:`~streaming.schema.REPLAY_FIELD` field, read in the same pass as the contract
+fields: its ``source`` and ``ingest_time`` are the original ones, its ``arrival_time`` is when this copy
+arrived (what the event-id deduplication counts by).
+
 What keeps this close to the cost of a JSON parse (``tests/streaming/test_parse_plan.py`` pins the first
 two points):
 
@@ -39,6 +45,8 @@ from streaming.schema import (
     MAX_ID_BYTES,
     PLATFORMS,
     QUARANTINE_SCHEMA,
+    REPLAY_FIELD,
+    REPLAY_FOLDER,
     WATCHED_EVENT_TYPES,
     Field,
     Kind,
@@ -61,10 +69,16 @@ _INTEGER_KINDS: frozenset[Kind] = frozenset({"event_time", "watch_ms", "integer"
 _STRING_KINDS: frozenset[Kind] = _TEXT_KINDS - {"event_time"}
 _FIELDS = T.StructType(
     [
-        T.StructField(f.name, T.BinaryType() if f.kind in _STRING_KINDS else T.VariantType())
-        for f in EVENT_FIELDS
+        *(
+            T.StructField(f.name, T.BinaryType() if f.kind in _STRING_KINDS else T.VariantType())
+            for f in EVENT_FIELDS
+        ),
+        T.StructField(REPLAY_FIELD, T.VariantType()),  # absent (null) but in a replayed record
     ]
 )
+# A replayed record's reference to its original: source and ingestion time (epoch microseconds).
+_REPLAY_REFERENCE = "struct<source:string,ingest_time_us:bigint>"
+
 # The string fields as VARIANT, to tell an absent or JSON null field from one of another type; taken out
 # only for a record with a string field that did not read as a string.
 _STRINGS_AS_VARIANTS = T.StructType(
@@ -78,10 +92,13 @@ def parse_events(
     event_types: Sequence[str] = EVENT_TYPES,
     platforms: Sequence[str] = PLATFORMS,
 ) -> DataFrame:
-    """Raw records (``value, source, ingest_time``) -> typed event columns plus ``raw`` and ``reasons``.
+    """Raw records (``value, source, ingest_time``) -> typed event columns plus ``source``,
+    ``ingest_time``, ``arrival_time``, ``raw`` and ``reasons``.
 
     Blank lines are dropped (they are not records). ``reasons`` is empty for a valid event.
     ``event_types`` and ``platforms`` (lower-case) are the values accepted (``validation.*``).
+    ``arrival_time`` is the raw frame's ``ingest_time``; ``source`` and ``ingest_time`` are the raw
+    frame's too, but for a replayed record: its original ones (see the module docstring).
     """
     choices = {"event_type": tuple(event_types), "platform": tuple(platforms)}
     # Each step is one projection; the columns it adds are computed once and read by the next step.
@@ -110,6 +127,7 @@ def parse_events(
         _is_one_value(F.col("_values"), F.col("raw"), F.col("_may_close_early")).alias("_one_value"),
         "_fields",
         _strings_as_variants().alias("_strings_as_variants"),
+        _replay_reference().alias("_replayed_from"),
         *[column for f in EVENT_FIELDS for column in _read(f)],
     )
     # An event time is interpreted once, here: its column and its checks all use the instant.
@@ -126,6 +144,7 @@ def parse_events(
         "raw",
         "source",
         "ingest_time",
+        "_replayed_from",
         record_reason.alias("_record_reason"),
         *[check.value.alias(name) for name, check in checks.items()],
         *[check.reason.alias(f"_reason_{name}") for name, check in checks.items()],
@@ -140,10 +159,12 @@ def parse_events(
     # above, substituting the expressions it reads: the filter would parse each record again. `reasons`
     # therefore leaves as the output of a generator (one row per record), which filters are not pushed
     # into; what follows it is compiled into a method of its own.
+    original = F.col("_replayed_from")
     return checked.select(
         *[f.name for f in EVENT_FIELDS],
-        "source",
-        "ingest_time",
+        F.coalesce(original["source"], "source").alias("source"),
+        F.coalesce(F.timestamp_micros(original["ingest_time_us"]), "ingest_time").alias("ingest_time"),
+        F.col("ingest_time").alias("arrival_time"),
         "raw",
         F.explode(F.array(reasons)).alias("reasons"),
     )
@@ -193,6 +214,14 @@ def _is_one_value(values: Column, value: Column, may_close_early: Column) -> Col
 def _codes(reasons: list[Column]) -> Column:
     """The non-null reason codes, in field order (array_remove is compiled code, array_compact is not)."""
     return F.array_remove(F.array(*[F.coalesce(r, F.lit("")) for r in reasons]), "")
+
+
+def _replay_reference() -> Column:
+    """A replayed record's original source and ingestion time (:data:`_REPLAY_REFERENCE`), taken only
+    from a record that arrived from a replay folder (no other record can claim another source)."""
+    reference = F.col("_fields")[REPLAY_FIELD]
+    replayed = reference.isNotNull() & F.contains(F.col("source"), F.lit(f"/{REPLAY_FOLDER}/"))
+    return F.when(replayed, F.try_variant_get(reference, "$", _REPLAY_REFERENCE))
 
 
 # --- the fields -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``mediapulse quarantine stats|show``: what the lake's quarantine holds, read without Spark.
+"""``mediapulse quarantine stats|show|replay``: what the lake's quarantine holds, and sending it back.
 
 The quarantine (``<lake>/quarantine/ingest_date=…/checkpoint_id=…/batch_id=…/*.parquet``, see
 :mod:`sinks.lake`) is opened as a pyarrow dataset (local or ``s3://``; folders starting with ``_`` or
@@ -7,7 +7,9 @@ in about a second, without starting a JVM.
 
 ``stats`` counts records by ingestion day and reason code (a record with two reasons counts under both);
 ``show --reason R`` prints sample records, raw text first as it arrived, with their source and reasons. A
-reason is a code (``missing_field:user_id``) or its kind (``missing_field``).
+reason is a code (``missing_field:user_id``) or its kind (``missing_field``). Records that
+``replay`` (:mod:`streaming.replay`, with Spark) sent through the pipeline again stay in the quarantine;
+the replay ledger (``<lake>/quarantine_replays/``) marks them, and ``stats`` counts them apart.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ReasonCount:
     day: date
     reason: str
     records: int
+    replayed: int = 0  # of ``records``, sent through the pipeline again by a replay
 
 
 @dataclass(frozen=True)
@@ -40,24 +43,34 @@ class QuarantinedRecord:
     raw: str | None
 
 
-def quarantine_dataset(lake_path: str) -> Any:
-    """The quarantine of the lake at ``lake_path`` as a pyarrow dataset (hive-partitioned)."""
+def _dataset(root: str, missing: str | None) -> Any:
+    """The Parquet dataset at ``root`` (hive-partitioned); when it does not exist, None, or with
+    ``missing`` a :class:`QuarantineError` of that text."""
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    root = f"{lake_path.rstrip('/')}/quarantine"
     fs, path = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
-        raise QuarantineError(f"no quarantine at {root}: nothing quarantined yet, or lake.path is wrong")
+        if missing is None:
+            return None
+        raise QuarantineError(missing)
     return ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
 
 
-def _query(dataset: Any, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def quarantine_dataset(lake_path: str) -> Any:
+    """The quarantine of the lake at ``lake_path`` as a pyarrow dataset (hive-partitioned)."""
+    root = f"{lake_path.rstrip('/')}/quarantine"
+    return _dataset(root, f"no quarantine at {root}: nothing quarantined yet, or lake.path is wrong")
+
+
+def _query(dataset: Any, statement: str, params: list[Any], replayed: Any = None) -> list[tuple[Any, ...]]:
     import duckdb
 
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
         conn.register("quarantine", dataset)
+        if replayed is not None:
+            conn.register("replayed", replayed)
         return conn.execute(statement, params).fetchall()
 
 
@@ -78,16 +91,28 @@ def _reason_filter(reason: str) -> tuple[str, list[Any]]:
 
 
 def reason_counts(lake_path: str, start: date | None = None, end: date | None = None) -> list[ReasonCount]:
-    """Quarantined records per ingestion day and reason code, oldest day first, then most records."""
+    """Quarantined records per ingestion day and reason code (and how many of them a replay sent),
+    oldest day first, then most records."""
+    from streaming.schema import REPLAYED_KEY
+
     where, params = _day_filter(start, end)
+    replayed = _dataset(f"{lake_path.rstrip('/')}/quarantine_replays", None)
+    marked = "FALSE"
+    if replayed is not None:
+        # A ledger row names its quarantine row; partition values may read as numbers: compare as text.
+        keys = [k for k in REPLAYED_KEY if k != "raw_sha256"]
+        same = " AND ".join(f"CAST(q.{k} AS VARCHAR) = CAST(r.{k} AS VARCHAR)" for k in keys)
+        marked = f"EXISTS (SELECT 1 FROM replayed r WHERE {same} AND r.raw_sha256 = sha256(q.raw))"
     rows = _query(
         quarantine_dataset(lake_path),
-        f"SELECT CAST(ingest_date AS DATE) AS day, reason, count(*) AS records "
-        f"FROM (SELECT ingest_date, unnest(reasons) AS reason FROM quarantine WHERE {where}) "
+        f"SELECT CAST(ingest_date AS DATE) AS day, reason, count(*) AS records, count_if(done) AS replayed "
+        f"FROM (SELECT ingest_date, unnest(reasons) AS reason, done FROM "
+        f"(SELECT q.ingest_date, q.reasons, {marked} AS done FROM quarantine q WHERE {where})) "
         f"GROUP BY day, reason ORDER BY day, records DESC, reason",
         params,
+        replayed,
     )
-    return [ReasonCount(day, reason, int(records)) for day, reason, records in rows]
+    return [ReasonCount(day, reason, int(records), int(done)) for day, reason, records, done in rows]
 
 
 def sample_records(
@@ -126,6 +151,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     show.add_argument("--reason", required=True, help="a reason code (missing_field:user_id) or its kind")
     show.add_argument("--limit", type=_positive_int, default=10, metavar="N", help="records (default: 10)")
     show.set_defaults(func=_run_show)
+    replay = common(
+        "replay",
+        "send the quarantined records of one reason that the current contract accepts through the "
+        "pipeline, once; the others stay quarantined",
+    )
+    replay.add_argument("--reason", required=True, help="a reason code (unknown_platform) or its kind")
+    replay.add_argument("--dry-run", action="store_true", help="count what it would send; write nothing")
+    replay.set_defaults(func=_run_replay)
     return parser
 
 
@@ -159,13 +192,19 @@ def _run_stats(args: argparse.Namespace) -> int:
     if not counts:
         sys.stdout.write("no quarantined records\n")
         return 0
-    width = max(len("reason"), *(len(c.reason) for c in counts))
-    sys.stdout.write(f"{'day':<10}  {'reason':<{width}}  {'records':>9}\n")
-    for c in counts:
-        sys.stdout.write(f"{c.day.isoformat():<10}  {c.reason:<{width}}  {c.records:>9}\n")
-    sys.stdout.write(f"{'total':<10}  {'(a record with two reasons counts twice)':<{width}}  "
-                     f"{sum(c.records for c in counts):>9}\n")  # fmt: skip
+    note = "(a record with two reasons counts twice)"
+    width = max(len("reason"), len(note), *(len(c.reason) for c in counts))
+    sys.stdout.write(f"{'day':<10}  {'reason':<{width}}  {'records':>9}  {'replayed':>9}  {'open':>9}\n")
+    for c in [*counts, ReasonCount(date.min, note, *_totals(counts))]:
+        day = "total" if c.day == date.min else c.day.isoformat()
+        sys.stdout.write(
+            f"{day:<10}  {c.reason:<{width}}  {c.records:>9}  {c.replayed:>9}  {c.records - c.replayed:>9}\n"
+        )
     return 0
+
+
+def _totals(counts: list[ReasonCount]) -> tuple[int, int]:
+    return sum(c.records for c in counts), sum(c.replayed for c in counts)
 
 
 @_guarded
@@ -178,4 +217,49 @@ def _run_show(args: argparse.Namespace) -> int:
         reasons = ", ".join(record.reasons)
         sys.stdout.write(f"{record.ingest_time:%Y-%m-%d %H:%M:%S}  {record.source}  {reasons}\n")
         sys.stdout.write(f"  {record.raw}\n")
+    return 0
+
+
+@_guarded
+def _run_replay(args: argparse.Namespace) -> int:
+    from streaming.config import FilesSourceConfig, load_config
+    from streaming.replay import Selection, is_known_reason, replay_quarantined
+    from streaming.session import build_session
+
+    # Everything that can be checked without Spark is, before the JVM starts.
+    if not is_known_reason(args.reason):
+        raise QuarantineError(
+            f"unknown reason {args.reason!r}: give a reason code (unknown_platform, missing_field:user_id) "
+            "or its kind (missing_field), as `mediapulse quarantine stats` lists them"
+        )
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise QuarantineError(f"--to {args.end} must be after --from {args.start} (--to is exclusive)")
+    cfg = load_config(args.config, args.overrides)
+    if not isinstance(cfg.source, FilesSourceConfig):
+        raise QuarantineError(
+            "replay writes the records for the files source to read, and source.kind is kinesis "
+            "(see docs/operations.md, quarantine spike)"
+        )
+    quarantine_dataset(cfg.lake.path)  # a missing quarantine is a usage error, found without Spark
+    selection = Selection(args.reason, args.start, args.end)
+    spark = build_session(cfg.spark, cfg.app_name)
+    try:
+        result = replay_quarantined(spark, cfg, selection, dry_run=args.dry_run)
+    finally:
+        spark.stop()
+    invalid = sum(result.still_invalid.values())
+    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(result.still_invalid.items(), key=lambda i: -i[1]))
+    verb = "would send" if args.dry_run else "sent"
+    sys.stdout.write(
+        f"{result.selected} open quarantined records with reason {args.reason}"
+        f" ({result.already_replayed} more were replayed before)\n"
+        f"  {verb} {result.replayed}: {'the' if result.replayed else 'none the'} current contract accepts\n"
+        f"  {invalid} stay quarantined{': ' + by_reason if by_reason else ''}\n"
+    )
+    if result.replay_id is not None:
+        what = "would be" if args.dry_run else "is"
+        sys.stdout.write(
+            f"  replay {result.replay_id} {what} in {result.path}: the running app reads it within a "
+            "trigger (else `mediapulse run --available-now`)\n"
+        )
     return 0

@@ -96,6 +96,12 @@ EVENT_FIELDS: tuple[Field, ...] = (
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
 
+# A quarantined record that `mediapulse quarantine replay` sends through the pipeline again is written to
+# a file under `<source.path>/REPLAY_FOLDER/` with its original source and ingestion time in REPLAY_FIELD;
+# the parser takes that reference from records of such files only (streaming.parse, streaming.replay).
+REPLAY_FOLDER = "mediapulse-replay"
+REPLAY_FIELD = "_mediapulse_replay"
+
 # Reason codes of quarantined records. `<name>` is a field name.
 REASON_CODES: dict[str, str] = {
     "malformed_json": "the record is not valid JSON",
@@ -160,6 +166,25 @@ RECORD_SCHEMA = T.StructType(
         T.StructField("reasons", T.ArrayType(T.StringType(), False), True),
     ]
 )
+
+# The replay ledger, <lake>/quarantine_replays/replay_id=…/: one row per quarantined record that
+# `mediapulse quarantine replay` sent through the pipeline again. The first five columns name the
+# quarantine row (its batch folder, source, ingestion time and the SHA-256 of its raw text); the raw text
+# is kept so an interrupted replay can be finished from the ledger alone.
+REPLAYED_SCHEMA = T.StructType(
+    [
+        T.StructField("checkpoint_id", T.StringType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("ingest_time", T.TimestampType(), False),
+        T.StructField("raw_sha256", T.StringType(), False),
+        T.StructField("raw", T.StringType(), False),
+        T.StructField("event_id", T.StringType(), True),
+        T.StructField("reasons", T.ArrayType(T.StringType(), False), False),
+        T.StructField("replayed_at", T.TimestampType(), False),
+    ]
+)
+REPLAYED_KEY = ("checkpoint_id", "batch_id", "source", "ingest_time", "raw_sha256")
 
 # Columns of records and the event log with about one value per event: a Parquet dictionary never pays
 # off for them (it fills and falls back in every column chunk), so they are written without one.
@@ -326,6 +351,8 @@ def events_markdown() -> str:
         "One JSON object per record: one per line in files (plain or `.gz`), one per Kinesis record.",
         "Unknown extra fields are ignored. A blank line is not a record. A JSON `null` counts as absent.",
         "Every other record is either valid or quarantined with one or more reason codes.",
+        f"A record in a file under a `{REPLAY_FOLDER}/` folder (written by `mediapulse quarantine replay`)",
+        f"keeps its original `source` and `ingest_time` from its `{REPLAY_FIELD}` field.",
         "",
         "| field | type | required | rule |",
         "|---|---|---|---|",

@@ -60,7 +60,8 @@ def validated_records(
         # Invalid records never collapse: each gets a key of its own.
         F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()"))).alias("_key"),
     )
-    return deduplicate(keyed, "ingest_time", dedup_retention, key="_key").select(*RECORD_SCHEMA.fieldNames())
+    # By arrival: a record replayed from the quarantine keeps its original, older ingest_time.
+    return deduplicate(keyed, "arrival_time", dedup_retention, key="_key").select(*RECORD_SCHEMA.fieldNames())
 
 
 def engagement_from_events(

@@ -32,6 +32,9 @@ Contract decisions this oracle makes explicit (the pipeline must agree with them
   placement and platform. An event without a placement (absent, ``null`` or ``""``) is keyed as
   ``"(none)"``.
 * Unique viewers over a day are distinct ``user_id``s of the UTC day; a rolled-up key is ``"(all)"``.
+* Across runs (:func:`expected_runs`), a run starts with the watermark its predecessors left: the newest
+  valid event time seen minus the watermark delay. A valid, new event of a later run whose window ends at
+  or before it is late: it is in the event log but in no window.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Expected:
     aggregates: dict[tuple[datetime, str, str, str, str], dict[str, int]]
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
     reasons: dict[str, int] = field(default_factory=dict)
+    late: int = 0
 
 
 def read_records(paths: Iterable[Path | str]) -> list[tuple[str, str]]:
@@ -134,9 +138,14 @@ def _is_int(value: Any) -> bool:
 
 
 def classify(
-    raw: str, now: datetime, max_future_skew: timedelta = timedelta(hours=1)
+    raw: str,
+    now: datetime,
+    max_future_skew: timedelta = timedelta(hours=1),
+    platforms: Iterable[str] = PLATFORMS,
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """``(normalized event, [])`` for a valid record, ``(None, sorted reason codes)`` for an invalid one."""
+    """``(normalized event, [])`` for a valid record, ``(None, sorted reason codes)`` for an invalid one;
+    ``platforms`` are the accepted ones (lower-case)."""
+    platforms = frozenset(platforms)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     try:
@@ -175,7 +184,7 @@ def classify(
         reasons.append("missing_field:platform")
     elif not isinstance(platform, str):
         reasons.append("wrong_type:platform")
-    elif platform.lower() not in PLATFORMS:
+    elif platform.lower() not in platforms:
         reasons.append("unknown_platform")
     else:
         event["platform"] = platform.lower()
@@ -262,29 +271,71 @@ def expected(
     now: datetime,
     window: timedelta = timedelta(minutes=5),
     max_future_skew: timedelta = timedelta(hours=1),
+    platforms: Iterable[str] = PLATFORMS,
 ) -> Expected:
-    """Counts and per-window aggregates for ``paths`` read in arrival order.
+    """Counts and per-window aggregates for ``paths`` read in arrival order, in one run.
 
     Assumes no valid event falls behind the watermark, which holds for simulated traffic: its
     out-of-order bound is far below the watermark delay.
     """
-    records = read_records(paths)
+    return expected_runs([read_records(paths)], now, window, max_future_skew, platforms)
+
+
+def expected_runs(
+    runs: Iterable[Iterable[tuple[str, str]]],
+    now: datetime,
+    window: timedelta = timedelta(minutes=5),
+    max_future_skew: timedelta = timedelta(hours=1),
+    platforms: Iterable[str] = PLATFORMS,
+    watermark: timedelta = timedelta(minutes=10),
+) -> Expected:
+    """Counts and per-window aggregates for records ``(path, line)`` arriving in runs, each run's in
+    order; a run's late events (see the module docstring) are in ``events`` and ``late``, not in windows."""
+    platforms = frozenset(platforms)
+    records: list[tuple[str, str]] = []
     seen: set[str] = set()
     events: list[dict[str, Any]] = []
+    windowed: list[dict[str, Any]] = []
     reasons: dict[str, int] = {}
-    quarantined = duplicates = 0
-    for _, raw in records:
-        event, why = classify(raw, now, max_future_skew)
-        if event is None:
-            quarantined += 1
-            for reason in why:
-                reasons[reason] = reasons.get(reason, 0) + 1
-        elif event["event_id"] in seen:
-            duplicates += 1
-        else:
-            seen.add(event["event_id"])
-            events.append(event)
+    quarantined = duplicates = late = 0
+    newest: datetime | None = None
+    for run in runs:
+        mark = None if newest is None else newest - watermark
+        for record in run:
+            records.append(record)
+            event, why = classify(record[1], now, max_future_skew, platforms)
+            if event is None:
+                quarantined += 1
+                for reason in why:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            elif event["event_id"] in seen:
+                duplicates += 1
+            else:
+                seen.add(event["event_id"])
+                events.append(event)
+                if mark is not None and window_start(event["event_time"], window) + window <= mark:
+                    late += 1
+                else:
+                    windowed.append(event)
+        times = [e["event_time"] for e in events]
+        newest = max(times) if times else newest
 
+    return Expected(
+        records=len(records),
+        valid_unique=len(events),
+        quarantined=quarantined,
+        duplicates=duplicates,
+        aggregates=aggregate(windowed, window),
+        events=events,
+        reasons=dict(sorted(reasons.items())),
+        late=late,
+    )
+
+
+def aggregate(
+    events: Iterable[dict[str, Any]], window: timedelta
+) -> dict[tuple[datetime, str, str, str, str], dict[str, int]]:
+    """Per-window engagement of ``events`` (each counted once)."""
     counters = {
         "impression": "impressions",
         "click": "clicks",
@@ -308,13 +359,4 @@ def expected(
         viewers.setdefault(key, set()).add(event["user_id"])
     for key, users in viewers.items():
         aggregates[key]["unique_viewers"] = len(users)
-
-    return Expected(
-        records=len(records),
-        valid_unique=len(events),
-        quarantined=quarantined,
-        duplicates=duplicates,
-        aggregates=aggregates,
-        events=events,
-        reasons=dict(sorted(reasons.items())),
-    )
+    return aggregates

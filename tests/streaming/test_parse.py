@@ -147,3 +147,27 @@ def test_quarantine_keeps_raw_text_reasons_and_source(spark):
         [(bad, ["unknown_platform"], "file:///in/x.json", INGEST)], QUARANTINE_SCHEMA
     )
     assertDataFrameEqual(rows, expected)
+
+
+ORIGINAL = datetime(2026, 11, 1, 9, 15, 0, 123456)
+
+
+def replayed_line(**changes) -> str:
+    """A record as `mediapulse quarantine replay` writes it: led by the reference to its original."""
+    reference = {"replay": "r1", "source": "file:///in/first.json", "ingest_time_us": 1793524500123456}
+    return '{"_mediapulse_replay":' + json.dumps(reference) + "," + line(**changes)[1:]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("file:///in/mediapulse-replay/r1/part-00000.json", ("file:///in/first.json", ORIGINAL)),
+        ("file:///in/x.json", ("file:///in/x.json", INGEST)),  # no other record can claim another source
+    ],
+)
+def test_a_replayed_record_keeps_its_original_source_and_ingest_time(spark, source, expected):
+    raw = spark.createDataFrame([(replayed_line(), source, INGEST)], RAW_SCHEMA)
+    parsed = parse_events(raw, timedelta(hours=1))
+    assert [(r.source, r.ingest_time, r.arrival_time, r.reasons) for r in parsed.collect()] == [
+        (*expected, INGEST, [])
+    ]

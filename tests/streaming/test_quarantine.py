@@ -83,3 +83,26 @@ def test_a_lake_without_quarantine_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(QuarantineError, match="no quarantine at"):
         reason_counts(str(tmp_path))
     assert main(["quarantine", "stats", "--set", f"lake.path={tmp_path}"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reason", "no_such_reason"], "unknown reason 'no_such_reason'"),
+        (["--reason", "unknown"], "unknown reason 'unknown'"),  # a kind is the part before ':'
+        (
+            ["--reason", "unknown_platform", "--from", "2026-11-03", "--to", "2026-11-03"],
+            "--to 2026-11-03 must be after --from 2026-11-03",
+        ),
+        (["--reason", "unknown_platform"], "no quarantine at"),
+        (
+            ["--reason", "unknown_platform", "--set", "source.kind=kinesis", "--set", "source.stream_name=s"],
+            "source.kind is kinesis",
+        ),
+    ],
+)
+def test_replay_refuses_bad_input_in_one_line_before_spark_starts(tmp_path, capsys, args, message):
+    assert main(["quarantine", "replay", "--set", f"lake.path={tmp_path}", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
