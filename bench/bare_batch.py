@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from streaming.aggregate import add_rates, aggregate_engagement
 from streaming.config import load_config
-from streaming.schema import EVENT_FIELDS
+from streaming.schema import ENGAGEMENT, EVENT_FIELDS
 from streaming.session import build_session
 
 # The contract's fields as Spark's JSON reader takes them: integers as long, everything else as text.
@@ -47,13 +47,16 @@ def main() -> int:
     try:
         text_time = F.try_to_timestamp(F.col("event_time"))
         millis_time = F.timestamp_millis(F.expr("try_cast(event_time AS BIGINT)"))
+        # no dimension join: its attribute columns are null
+        attributes = [c for c in ENGAGEMENT.columns if c.name in ENGAGEMENT.names("attribute")]
+        no_dimension = {c.name: F.lit(None).cast(c.type) for c in attributes}
         events = (
             spark.read.schema(READ_SCHEMA)
             .option("recursiveFileLookup", "true")
             .json(args.source)
             .withColumn("event_time", F.coalesce(text_time, millis_time))
             .withColumn("platform", F.lower("platform"))
-            .withColumns({name: F.lit(None).cast("string") for name in ("title", "category", "content_type")})
+            .withColumns(no_dimension)
         )
         (
             aggregate_engagement(events, cfg.engagement.window, cfg.engagement.unique_viewers_lg_k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def _remove_local(uri: str) -> None:
 
 
 def _write_parquet(frame: DataFrame, uri: str) -> tuple[str, ...]:
-    frame.coalesce(1).write.mode("overwrite").parquet(uri)
+    # One file per partition of the frame: a coalesce to one file would also pull the aggregation
+    # that computes the frame into a single task. The loaders take any number of files.
+    frame.write.mode("overwrite").parquet(uri)
     return tuple(sorted(frame.sparkSession.read.parquet(uri).inputFiles()))
 
 
@@ -84,10 +87,16 @@ class WarehouseSink:
         )
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
         staged = self.stage(batch, batch_id)
+        loading = time.monotonic()
         try:
             with self.open_warehouse() as warehouse:
                 applied = warehouse.load_batch(staged)
+            log.info(
+                "%s batch %d: %d rows staged in %.1f s, loaded in %.1f s",
+                self.query, batch_id, staged.rows, loading - started, time.monotonic() - loading,
+            )  # fmt: skip
         except RejectedRowsError as e:
             raise PermanentSinkError(f"warehouse sink: {e}") from e  # names the query and the batch
         except Exception as e:
