@@ -182,7 +182,7 @@ def _parse(text: str | None) -> datetime | None:
 
 def _when(moment: datetime | str | None) -> str:
     if moment is None:
-        return "open"
+        return "now"
     if isinstance(moment, str):
         moment = _parse(moment)
     assert moment is not None
@@ -494,7 +494,7 @@ def viewers_chart(rows: list[dict[str, Any]]) -> Chart:
 
 # --- health -------------------------------------------------------------------------------------------
 
-_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds
+_BUCKETS = (10, 60, 300, 900, 3600, 6 * 3600, 86400)  # seconds
 
 
 def _bucket_size(batches: Sequence[BatchFigures]) -> int:
