@@ -17,7 +17,7 @@ BENCH_EVENTS ?= 1000000 5000000
 BENCH_RATES ?= 25000 50000 75000 100000
 BENCH_SECONDS ?= 120
 
-.PHONY: help install run simulate top test lint bench bench-sustained docs clean run-kinesis
+.PHONY: help install run simulate top report test lint bench bench-sustained docs clean run-kinesis
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +37,13 @@ data/incoming:
 
 simulate: install data/incoming ## simulate sample traffic into data/incoming (once)
 
-run: install data/incoming ## simulate sample traffic, process it with --available-now, print top content
+run: install data/incoming ## simulate sample traffic, process it with --available-now, print top content, write the HTML report
 	$(BIN)/mediapulse run --available-now
 	$(BIN)/mediapulse top --limit 10
+	$(BIN)/mediapulse report --out data/report.html
+
+report: install ## write the HTML report (data/report.html) from the local warehouse and health metrics
+	$(BIN)/mediapulse report --out data/report.html
 
 top: install ## print the top-content table from the local warehouse
 	$(BIN)/mediapulse top --limit 10

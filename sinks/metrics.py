@@ -195,3 +195,38 @@ class QuarantineReasons:
             .collect()  # one row per reason code: a few dozen at most
         )
         self.metrics.add_reasons(self.query, batch_id, {row["reason"]: int(row["count"]) for row in counts})
+
+
+def read_figures(
+    path: Path, start: datetime | None = None, end: datetime | None = None
+) -> list[BatchFigures]:
+    """The batches :class:`JsonLinesMetrics` wrote to ``path`` that started in ``[start, end)`` (aware
+    times; None: open), in file order. A line that is not a batch's figures (the half-written last line
+    of a crash) is skipped with a warning; a missing file holds no batches."""
+    batches: list[BatchFigures] = []
+    skipped = 0
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            time = datetime.fromisoformat(record.pop("time").replace("Z", "+00:00"))
+            batch = BatchFigures(
+                query=str(record.pop("query")),
+                batch_id=int(record.pop("batch_id")),
+                time=time,
+                quarantined_by_reason={k: int(v) for k, v in record.pop("quarantined_by_reason", {}).items()},
+                figures={k: float(v) for k, v in record.items() if k in FIGURES},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            skipped += 1
+            continue
+        if (start is None or batch.time >= start) and (end is None or batch.time < end):
+            batches.append(batch)
+    if skipped:
+        log.warning("skipped %d line(s) of %s that are not batch figures", skipped, path)
+    return batches

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -258,6 +259,68 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_file(path: Path, what: str) -> Path:
+    """``path``, once its folder exists and it can be written there; else a usage error naming ``what``."""
+    if path.is_dir():
+        raise argparse.ArgumentError(None, f"{what} {path} is a folder: name a file in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise argparse.ArgumentError(None, f"{what} {path}: cannot create its folder ({e.strerror})") from e
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentError(None, f"{what} {path} is not writable")
+    return path
+
+
+def _writable_folder(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise argparse.ArgumentError(None, f"{what} {path}: cannot create the folder ({e.strerror})") from e
+    if not os.access(path, os.W_OK):
+        raise argparse.ArgumentError(None, f"{what} {path} is not writable")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from sinks.metrics import read_figures
+    from streaming import html_report
+
+    if args.since is not None and args.start is not None:
+        raise argparse.ArgumentError(None, "give --since or --from, not both")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise argparse.ArgumentError(None, f"--to ({args.end.isoformat()}) must be after --from")
+    out = _writable_file(args.out, "--out")
+    png = None if args.png is None else _writable_folder(args.png, "--png")
+    cfg = _config(args)
+    health = read_figures(Path(cfg.metrics.path)) if cfg.metrics.path else []
+    now = datetime.now(UTC)
+    data = _read_report(
+        args,
+        lambda warehouse: html_report.read_data(
+            warehouse,
+            (args.since, args.start, args.end),
+            health,
+            source=f"warehouse {cfg.warehouse.url}",
+            metrics_path=cfg.metrics.path,
+            now=now,
+        ),
+    )
+    if data is None:
+        return 2
+    charts = html_report.all_charts(data)
+    html_report.write_html(out, html_report.render_html(data, charts, html_report.javascript_bundle()))
+    drawn = sum(chart.spec is not None for chart in charts)
+    log.info("report of %s: %d of %d charts have data", data.ranges.note, drawn, len(charts))
+    if png is not None:
+        images = html_report.write_pngs(charts, png)
+        log.info("%d PNG images in %s", len(images), png)
+    sys.stdout.write(f"{out.resolve()}\n")
+    return 0
+
+
 def cmd_docs_events(args: argparse.Namespace) -> int:
     from streaming.schema import events_markdown
 
@@ -348,6 +411,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="rows to show (default: 20)")
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "report", help="write an HTML report with charts (opens offline): the warehouse views and health"
+    )
+    add_config_arguments(p)
+    p.add_argument(
+        "--since", type=_span, metavar="SPAN",
+        help="windows and batches of the last SPAN (30m, 6h, 2d); default: the last 24 h of data",
+    )  # fmt: skip
+    p.add_argument("--from", dest="start", type=_timestamp, help="from (2026-11-01 or ISO 8601)")
+    p.add_argument("--to", dest="end", type=_timestamp, help="before (exclusive)")
+    p.add_argument(
+        "--out", type=Path, default=Path("report.html"), metavar="FILE", help="HTML file (report.html)"
+    )
+    p.add_argument("--png", type=Path, metavar="DIR", help="also write each chart as a PNG image into DIR")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("docs-events", help="write the event contract (docs/events.md) from the schema")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here (default: stdout)")

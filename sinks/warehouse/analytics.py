@@ -423,4 +423,195 @@ def report_statements(names: Names) -> list[str]:
     for where in (Slice(), full, Slice(day, day + timedelta(days=2), "a", "p", "web", "c", final_only=True)):
         shapes += [top_sql(names, where, by)[0] for by in TOP_ORDERINGS]
     shapes += [rank_sql(names, full, by)[0] for by in RANKINGS]
+    for where in (Slice(), full):
+        shapes += [q.statement for q in report_queries(names, where) if q.statement not in shapes]
     return shapes
+
+
+# ------------------------------------------------------------------------------------------ the HTML report
+# What `mediapulse report` draws, each a read of one view. Window-grained sections cover the windows that
+# start in the slice's range; day-grained views (rankings, viewers, content type and platform) cover the UTC
+# days the range touches. Sums and rates use SUMS and RATES, the formulas the views are made of.
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    """One read of the views: a statement in PostgreSQL's dialect, its parameters, its column names."""
+
+    what: str
+    statement: str
+    params: tuple[Any, ...]
+    columns: tuple[str, ...]
+
+
+def _days(where: Slice) -> tuple[list[str], list[Any]]:
+    """Filters on ``day`` of a day-grained view: the UTC days ``where``'s range touches."""
+    clauses, params = [], []
+    if where.start is not None:
+        clauses.append("day >= %s")
+        params.append(where.start.replace(hour=0, minute=0, second=0, microsecond=0))
+    if where.end is not None:
+        clauses.append("day < %s")
+        params.append(where.end)
+    return clauses, params
+
+
+def _filtered(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}\n" if clauses else ""
+
+
+PROGRESS_COLUMNS: tuple[str, ...] = ("newest_window_end", "watermark", "newest_event")
+
+
+def progress_query(names: Names) -> ViewQuery:
+    """How far the warehouse has come: the newest window's end, the watermark, the newest event time."""
+    statement = (
+        "SELECT MAX(window_end) AS newest_window_end, MAX(watermark) AS watermark,\n"
+        "       MAX(last_event_time) AS newest_event\n"
+        f"FROM {names.view(VIEW_ENGAGEMENT)}"
+    )
+    return ViewQuery("warehouse progress", statement, (), PROGRESS_COLUMNS)
+
+
+TOTALS_COLUMNS: tuple[str, ...] = (*SUMS, *RATES)
+
+
+def totals_query(names: Names, where: Slice) -> ViewQuery:
+    """The slice's sums and rates, in one row."""
+    clauses, params = _where(where)
+    statement = (
+        "WITH totals AS (\n"
+        f"  SELECT {_sums()}\n"
+        f"  FROM {names.view(VIEW_ENGAGEMENT)}\n"
+        f"  {_filtered(clauses)}"
+        ")\n"
+        f"SELECT totals.*,\n       {_rates()}\n"
+        "FROM totals"
+    )
+    return ViewQuery("totals", statement, tuple(params), TOTALS_COLUMNS)
+
+
+TRAFFIC_COLUMNS: tuple[str, ...] = ("window_start", "platform", *SUMS, "is_final")
+
+
+def traffic_query(names: Names, where: Slice) -> ViewQuery:
+    """Sums per window and platform."""
+    clauses, params = _where(where)
+    statement = (
+        f"SELECT {_sums('window_start', 'platform')},\n"
+        "       BOOL_AND(is_final) AS is_final\n"
+        f"FROM {names.view(VIEW_ENGAGEMENT)}\n"
+        f"{_filtered(clauses)}"
+        "GROUP BY window_start, platform\n"
+        "ORDER BY window_start, platform"
+    )
+    return ViewQuery("traffic by platform", statement, tuple(params), TRAFFIC_COLUMNS)
+
+
+UNKNOWN_TYPE = "(unknown)"  # content the dimension does not know has no content type
+MIX_COLUMNS: tuple[str, ...] = ("content_type", "platform", *SUMS, *RATES)
+
+
+def mix_query(names: Names, where: Slice) -> ViewQuery:
+    """Sums and rates per content type and platform over the days of ``where`` (ratios of sums)."""
+    clauses, params = _days(where)
+    sums = ",\n         ".join(f"CAST(SUM({name}) AS BIGINT) AS {name}" for name in SUMS)
+    statement = (
+        "WITH totals AS (\n"
+        f"  SELECT COALESCE(content_type, '{UNKNOWN_TYPE}') AS content_type, platform,\n"
+        f"         {sums}\n"
+        f"  FROM {names.view(VIEW_ENGAGEMENT_MIX)}\n"
+        f"  {_filtered(clauses)}"
+        f"  GROUP BY COALESCE(content_type, '{UNKNOWN_TYPE}'), platform\n"
+        ")\n"
+        f"SELECT totals.*,\n       {_rates()}\n"
+        "FROM totals\n"
+        "ORDER BY content_type, platform"
+    )
+    return ViewQuery("rates by content type and platform", statement, tuple(params), MIX_COLUMNS)
+
+
+SLOT_RANK_COLUMNS: tuple[str, ...] = (
+    "day", "affiliate_id", "placement", "content_id", "title", "impressions", "clicks", "ctr",
+    "ctr_lower", "ctr_upper", "unique_viewers", "is_final", "low_traffic", "position",
+)  # fmt: skip
+
+
+def slot_ranking_query(names: Names, where: Slice, per_slot: int = 10, min_volume: int = 100) -> ViewQuery:
+    """The first ``per_slot`` content of each day, affiliate and placement, ranked as ``rank --by ctr``
+    ranks: content with at least ``min_volume`` impressions by the Wilson lower bound of its CTR, then the
+    rest, flagged ``low_traffic``."""
+    clauses, params = _days(where)
+    minimum = _count(min_volume, "the minimum volume")
+    statement = (
+        "WITH ranked AS (\n"
+        "  SELECT day, affiliate_id, placement, content_id, title, impressions, clicks, ctr,\n"
+        "         ctr_lower, ctr_upper, unique_viewers, is_final,\n"
+        f"         impressions < {minimum} AS low_traffic,\n"
+        "         ROW_NUMBER() OVER (\n"
+        "           PARTITION BY day, affiliate_id, placement\n"
+        f"           ORDER BY CASE WHEN impressions < {minimum} THEN 1 ELSE 0 END,\n"
+        "                    ctr_lower DESC NULLS LAST, impressions DESC, content_id\n"
+        "         ) AS position\n"
+        f"  FROM {names.view(VIEW_RANK_DAILY)}\n"
+        f"  {_filtered(clauses)}"
+        ")\n"
+        f"SELECT {', '.join(SLOT_RANK_COLUMNS)}\n"
+        "FROM ranked\n"
+        f"WHERE position <= {_limit(per_slot)}\n"
+        "ORDER BY day, affiliate_id, placement, position"
+    )
+    return ViewQuery("ranking per slot", statement, tuple(params), SLOT_RANK_COLUMNS)
+
+
+TRENDING_COLUMNS: tuple[str, ...] = (
+    "content_id", "title", "window_start", "window_end", "impressions", "prev_impressions",
+    "impressions_growth", "play_starts", "prev_play_starts",
+)  # fmt: skip
+
+
+def trending_query(names: Names, where: Slice, limit: int = 10) -> ViewQuery:
+    """The content that gained the most impressions in the newest final window of the range."""
+    clauses, params = _where(Slice(where.start, where.end))
+    statement = (
+        "WITH latest AS (\n"
+        "  SELECT MAX(window_start) AS window_start\n"
+        f"  FROM {names.view(VIEW_TRENDING)}\n"
+        f"  {_filtered(clauses)}"
+        ")\n"
+        f"SELECT {', '.join(f't.{c}' for c in TRENDING_COLUMNS)}\n"
+        f"FROM {names.view(VIEW_TRENDING)} AS t\n"
+        "JOIN latest ON t.window_start = latest.window_start\n"
+        "ORDER BY t.impressions - t.prev_impressions DESC, t.impressions DESC, t.content_id\n"
+        f"LIMIT {_limit(limit)}"
+    )
+    return ViewQuery("trending content", statement, tuple(params), TRENDING_COLUMNS)
+
+
+DAILY_VIEWER_COLUMNS: tuple[str, ...] = ("day", "platform", "unique_viewers", "is_final")
+
+
+def daily_viewers_query(names: Names, where: Slice) -> ViewQuery:
+    """Distinct viewers of each UTC day of the range, per platform and over all platforms (``(all)``)."""
+    clauses, params = _days(where)
+    clauses = [*(f"{c} = '{ALL}'" for c in ("content_id", "affiliate_id", "placement")), *clauses]
+    statement = (
+        f"SELECT {', '.join(DAILY_VIEWER_COLUMNS)}\n"
+        f"FROM {names.view(VIEW_DAILY_VIEWERS)}\n"
+        f"{_filtered(clauses)}"
+        "ORDER BY day, platform"
+    )
+    return ViewQuery("unique viewers per day", statement, tuple(params), DAILY_VIEWER_COLUMNS)
+
+
+def report_queries(names: Names, where: Slice) -> list[ViewQuery]:
+    """Every read of the HTML report, for the statement listings."""
+    return [
+        progress_query(names),
+        totals_query(names, where),
+        traffic_query(names, where),
+        mix_query(names, where),
+        slot_ranking_query(names, where),
+        trending_query(names, where),
+        daily_viewers_query(names, where),
+    ]

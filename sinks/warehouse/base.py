@@ -32,7 +32,7 @@ from streaming.schema import DAILY_VIEWERS, ENGAGEMENT, ColumnType
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from sinks.warehouse.analytics import Ranking, Report, Slice
+    from sinks.warehouse.analytics import Ranking, Report, Slice, ViewQuery
 
 # The target table: (name, logical type) in table order; each dialect maps the logical types.
 TARGET = ENGAGEMENT.in_warehouse()
@@ -122,6 +122,11 @@ class Warehouse(ABC):
     @abstractmethod
     def rank(self, where: Slice, by: Ranking = "ctr", limit: int = 20, min_volume: int = 100) -> Report:
         """Content of one affiliate's slot ranked by a Wilson lower bound (see ``analytics.rank_sql``)."""
+
+    def read_view(self, query: ViewQuery) -> Report:
+        """Rows of one read of the analyst views (see ``analytics.ViewQuery``), rendered for this backend
+        and run like ``top`` and ``rank``."""
+        raise WarehouseError(f"{type(self).__name__} cannot read the analyst views")
 
     @abstractmethod
     def close(self) -> None: ...

@@ -431,6 +431,9 @@ class SqlWarehouse(Warehouse):
         statement, params = analytics.rank_sql(self.tables.names(), where, by, limit, min_volume)
         return self._report(f"ranking by {by}", statement, params, analytics.RANK_COLUMNS)
 
+    def read_view(self, query: analytics.ViewQuery) -> analytics.Report:
+        return self._report(query.what, query.statement, list(query.params), query.columns)
+
     def _report(
         self, what: str, statement: str, params: list[Any], columns: tuple[str, ...]
     ) -> analytics.Report:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from sinks.metrics import BatchFigures, CloudWatchMetrics, HealthMetrics, JsonLinesMetrics, open_metrics
+from sinks.metrics import (
+    BatchFigures,
+    CloudWatchMetrics,
+    HealthMetrics,
+    JsonLinesMetrics,
+    open_metrics,
+    read_figures,
+)
 from streaming.config import MetricsConfig
 from tests.sinks.warehouse.conftest import _fake_aws_credentials, aws_endpoint  # noqa: F401 (fixtures)
 
@@ -99,3 +106,26 @@ def test_cloudwatch_data_points_carry_units_and_the_batch_time() -> None:
 def test_metrics_path_is_a_local_file() -> None:
     with pytest.raises(ValueError, match="local file"):
         MetricsConfig(path="s3://bucket/metrics.jsonl")
+
+
+def test_read_figures_returns_the_batches_written_in_range_and_skips_a_half_written_line(
+    tmp_path: Path, caplog: Any
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    start = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    written = [
+        BatchFigures("ingest", 0, start, {"records_in": 10.0, "valid": 9.0, "quarantined": 1.0}),
+        BatchFigures("events", 0, start + timedelta(seconds=10), {}, {"malformed_json": 1}),
+        BatchFigures("engagement", 0, start + timedelta(seconds=20), {"freshness_lag_s": 4.5}),
+    ]
+    sink = JsonLinesMetrics(path)
+    for batch in written:
+        sink.put(batch)
+    with path.open("a") as f:
+        f.write('{"time":"2026-11-01T12:00:30Z","query":"ing')  # a crash mid-line
+
+    with caplog.at_level(logging.WARNING):
+        assert read_figures(path) == written
+        assert read_figures(path, start + timedelta(seconds=5), start + timedelta(seconds=20)) == written[1:2]
+    assert "skipped 1 line(s)" in caplog.text
+    assert read_figures(tmp_path / "missing.jsonl") == []

@@ -12,12 +12,15 @@ import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sinks.metrics import read_figures
 from sinks.warehouse import open_warehouse
-from sinks.warehouse.analytics import Slice
+from sinks.warehouse.analytics import Slice, report_queries
+from streaming import html_report
 from streaming.run import run_pipeline
 from tests import oracle
 from tests.pipeline import make_scenario, pipeline_config
@@ -204,3 +207,36 @@ def test_play_and_completion_rates_by_content_type_and_platform(analytics_run: A
 
     assert got == sums
     assert all(rate is None or 0 <= rate for pair in rates.values() for rate in pair)
+
+
+def test_the_html_report_s_reads_run_on_every_backend_and_add_up_to_the_truth(analytics_run: Any) -> None:
+    _, truth, warehouse = analytics_run
+    reads = {
+        q.what: warehouse.read_view(q).records() for q in report_queries(warehouse.tables.names(), Slice())
+    }
+    metrics = ("impressions", "clicks", "play_starts", "completions", "watch_time_ms")
+    expected = {m: sum(v[m] for v in truth.aggregates.values()) for m in metrics}
+
+    assert [what for what, rows in reads.items() if not rows] == []
+    assert {m: reads["totals"][0][m] for m in metrics} == expected
+    assert {m: sum(r[m] for r in reads["traffic by platform"]) for m in metrics} == expected
+    assert {m: sum(r[m] for r in reads["rates by content type and platform"]) for m in metrics} == expected
+    slots: dict[tuple, list[int]] = {}
+    for row in reads["ranking per slot"]:
+        slots.setdefault((row["day"], row["affiliate_id"], row["placement"]), []).append(row["position"])
+        if row["impressions"]:  # no impressions (clicks of an earlier day's impression): no interval
+            assert row["ctr_lower"] - 1e-9 <= min(row["ctr"], 1.0) <= row["ctr_upper"] + 1e-9  # rounding
+    assert all(positions == list(range(1, len(positions) + 1)) and len(positions) <= 10
+               for positions in slots.values())  # fmt: skip
+
+
+def test_the_html_report_draws_every_chart_from_this_backend(analytics_run: Any) -> None:
+    cfg, _, warehouse = analytics_run
+    now = datetime.now(UTC)
+    health = read_figures(Path(cfg.metrics.path))
+
+    data = html_report.read_data(
+        warehouse, (None, None, None), health, source="test", metrics_path="m", now=now
+    )
+
+    assert [c.id for c in html_report.all_charts(data) if c.spec is None] == []
