@@ -206,7 +206,10 @@ class ValidationConfig(_Section):
 class DedupConfig(_Section):
     retention: PositiveDuration = Field(
         default=timedelta(hours=1),
-        description="how long (in arrival time) an `event_id` is remembered, so a re-sent event is dropped",
+        description=(
+            "how long (in arrival time) an `event_id` is remembered, so a re-sent event is dropped; "
+            "at least `engagement.watermark`"
+        ),
     )
 
 
@@ -398,6 +401,19 @@ class AppConfig(_Section):
         default=None,
         description="Amazon EMR deployment, validated and read by `mediapulse emr …` (docs/deploy-emr.md)",
     )
+
+    @model_validator(mode="after")
+    def _retries_outlive_the_watermark(self) -> AppConfig:
+        # Only the ingest remembers event ids: a re-sent event must still be remembered while its window
+        # can change (docs/architecture.md, "Event ids are remembered once").
+        if self.dedup.retention < self.engagement.watermark:
+            retention = spark_interval(self.dedup.retention)
+            watermark = spark_interval(self.engagement.watermark)
+            raise ValueError(
+                f"dedup.retention ({retention}) must be at least engagement.watermark ({watermark}): "
+                "a re-sent event inside the watermark would be counted twice"
+            )
+        return self
 
     @property
     def staging_path(self) -> str:

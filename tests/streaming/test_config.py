@@ -100,3 +100,12 @@ def test_the_contract_s_lists_are_config_and_platforms_are_lower_case():
     assert cfg.validation.event_types == ("click",)
     with pytest.raises(ConfigError, match=r"validation\.platforms: values must be non-blank and distinct"):
         load_config(overrides=["validation.platforms=[web, WEB]"], environ={})
+
+
+def test_dedup_retention_shorter_than_the_watermark_is_refused():
+    # Only the ingest remembers event ids: a retry inside the watermark must still be remembered.
+    refused = r"dedup.retention \(300 seconds\) must be at least engagement.watermark \(600 seconds\)"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(overrides=["dedup.retention=5 min", "engagement.watermark=10 min"], environ={})
+    accepted = load_config(overrides=["dedup.retention=10 min"], environ={})
+    assert accepted.dedup.retention == timedelta(minutes=10)
