@@ -142,3 +142,25 @@ def unique_viewers_between(
         .groupBy(*by)
         .agg(F.hll_sketch_estimate(F.hll_union_agg("viewers_sketch")).alias("unique_viewers"))
     )
+
+
+def daily_viewers_from_events(events: DataFrame, viewers_lg_k: int = 14) -> DataFrame:
+    """Valid events -> rows of :data:`streaming.schema.DAILY_VIEWERS` (without the batch columns).
+
+    Each event counts once at every rollup level (its own keys, or :data:`ALL` in their place) in an HLL
+    sketch of ``user_id`` per UTC day. Streaming (update mode, the caller sets the watermark), the day's
+    sketches are the query's state: each batch emits the current estimate of the rows it touched, at a
+    cost that follows the batch, not the day so far; the state of a day goes once the watermark passes
+    its end.
+    """
+    keyed = events.withColumn("placement", placement_key()).select("event_time", *ROLLUP_KEYS, "user_id")
+    levels = _levels(keyed, ("event_time", *ROLLUP_KEYS), "user_id")
+    return (
+        levels.groupBy(F.window("event_time", "1 day").alias("day_window"), *ROLLUP_KEYS)
+        .agg(F.hll_sketch_agg("user_id", viewers_lg_k).alias("sketch"))
+        .select(
+            F.col("day_window.start").alias("day"),
+            *ROLLUP_KEYS,
+            F.hll_sketch_estimate("sketch").alias("unique_viewers"),
+        )
+    )

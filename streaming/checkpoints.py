@@ -28,6 +28,9 @@ _MARKER_HEADER = f"mediapulse-checkpoints {LAYOUT_VERSION}"
 INGEST = "ingest"
 EVENTS = "events"
 ENGAGEMENT = "engagement"
+VIEWERS = "viewers"
+# The queries that read the validated records.
+RECORD_READERS = (EVENTS, ENGAGEMENT, VIEWERS)
 RECORDS = "records"
 
 
@@ -90,13 +93,13 @@ def _latest_planned(spark: SparkSession, query_dir: str) -> int | None:
 
 
 def purge_consumed_records(spark: SparkSession, root: str, retention: timedelta) -> list[str]:
-    """Delete record files both readers have committed and that are older than ``retention``.
+    """Delete record files every reader has committed and that are older than ``retention``.
 
     Each reader takes every committed record file at planning time (no admission bound), so a file
     committed before a reader planned its latest committed batch has been read by it. A file's own
     time precedes its batch's commit by at most the batch's duration, which ``retention`` must exceed.
     """
-    planned = [_latest_planned(spark, checkpoint_dir(root, name)) for name in (EVENTS, ENGAGEMENT)]
+    planned = [_latest_planned(spark, checkpoint_dir(root, name)) for name in RECORD_READERS]
     if any(p is None for p in planned):
         return []
     cutoff = min(p for p in planned if p is not None) - int(retention.total_seconds() * 1000)

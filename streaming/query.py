@@ -14,6 +14,10 @@
     ``<lake>/engagement/`` and the warehouse. Events behind the watermark never change a closed window
     and are counted as late.
 
+``viewers``
+    valid records -> unique viewers per UTC day at every rollup level of content, affiliate, placement
+    and platform (HLL sketches in the query's state, update mode) -> the warehouse's daily rollups.
+
 The event log and the windows need separate queries because late events must reach the event log while
 the windowed state must ignore them. Both read the typed records, never the source: on Kinesis there is
 one consumer per shard. See docs/architecture.md.
@@ -29,11 +33,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from sinks.base import Sink, write_all
-from sinks.lake import LakeSink, LakeViewerRollups
+from sinks.lake import LakeSink
 from sinks.metrics import HealthMetrics, QuarantineReasons
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.warehouse.sink import WarehouseSink
-from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, checkpoint_dir, ledger_name
+from streaming.aggregate import daily_viewers_from_events
+from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, RECORDS, VIEWERS, checkpoint_dir, ledger_name
 from streaming.config import AppConfig, spark_interval
 from streaming.parse import valid_events
 from streaming.schema import PLAIN_ENCODED_COLUMNS, RECORD_SCHEMA
@@ -49,7 +54,10 @@ from streaming.transforms import (
     validated_records,
 )
 
-__all__ = ["ENGAGEMENT", "EVENTS", "INGEST", "BatchWriter", "engagement_sinks", "events_sinks"]
+__all__ = [
+    "ENGAGEMENT", "EVENTS", "INGEST", "VIEWERS",
+    "BatchWriter", "engagement_sinks", "events_sinks", "viewers_sinks",
+]  # fmt: skip
 
 
 # The record log keeps entries this many record retentions long (a day by default).
@@ -103,9 +111,23 @@ def engagement_sinks(
             ledger_name(ENGAGEMENT, checkpoint_id),
             cfg.staging_path,
             warehouse or (lambda: open_warehouse(cfg.warehouse)),
-            daily_viewers=LakeViewerRollups(f"{lake}/engagement"),
             watermark_delay=cfg.engagement.watermark,
         ),
+    ]
+
+
+def viewers_sinks(
+    cfg: AppConfig, checkpoint_id: str, warehouse: Callable[[], Warehouse] | None = None
+) -> list[Sink]:
+    """The warehouse's daily unique-viewer rollups (the lake keeps the windows' sketches)."""
+    return [
+        WarehouseSink(
+            "warehouse",
+            ledger_name(VIEWERS, checkpoint_id),
+            cfg.staging_path,
+            warehouse or (lambda: open_warehouse(cfg.warehouse)),
+            daily_rows=True,
+        )
     ]
 
 
@@ -193,5 +215,32 @@ def start_engagement(
         _writer(aggregates, ENGAGEMENT, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("update")
         .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, checkpoint_id, warehouse)), prepare=stamp))
+        .start()
+    )
+
+
+def start_viewers(
+    spark: SparkSession,
+    cfg: AppConfig,
+    checkpoint_id: str,
+    *,
+    available_now: bool = False,
+    warehouse: Callable[[], Warehouse] | None = None,
+) -> StreamingQuery:
+    """valid records -> unique viewers per UTC day at every rollup level -> the warehouse.
+
+    A query of its own because a query has one aggregation: the day's sketches are its state, so each
+    batch costs what it touches (re-reading the day's window sketches grew with every batch of the day).
+    """
+    rollups = (
+        read_records(spark, cfg)
+        .transform(valid_events)
+        .withWatermark("event_time", spark_interval(cfg.engagement.watermark))
+        .transform(lambda events: daily_viewers_from_events(events, cfg.engagement.unique_viewers_lg_k))
+    )
+    return (
+        _writer(rollups, VIEWERS, cfg, None if available_now else cfg.trigger.records_interval)
+        .outputMode("update")
+        .foreachBatch(BatchWriter(tuple(viewers_sinks(cfg, checkpoint_id, warehouse))))
         .start()
     )

@@ -18,10 +18,18 @@ from pyspark.sql.streaming import StreamingQuery
 from sinks.base import PermanentSinkError
 from sinks.metrics import open_metrics
 from sinks.warehouse import Warehouse, open_warehouse
-from streaming.checkpoints import ENGAGEMENT, EVENTS, INGEST, ensure_layout, purge_consumed_records
+from streaming.checkpoints import (
+    ENGAGEMENT,
+    EVENTS,
+    INGEST,
+    RECORD_READERS,
+    VIEWERS,
+    ensure_layout,
+    purge_consumed_records,
+)
 from streaming.config import AppConfig
 from streaming.listener import ProgressReporter
-from streaming.query import events_sinks, start_engagement, start_events, start_ingest
+from streaming.query import events_sinks, start_engagement, start_events, start_ingest, start_viewers
 from streaming.sources.kinesis.backlog import behind_latest
 from streaming.storage import path_exists
 
@@ -136,6 +144,9 @@ def run_pipeline(
             ENGAGEMENT,
             lambda: start_engagement(spark, cfg, checkpoint_id, available_now=once, warehouse=opener),
         )
+        run.start(
+            VIEWERS, lambda: start_viewers(spark, cfg, checkpoint_id, available_now=once, warehouse=opener)
+        )
 
     try:
         with stop_signals(stop):
@@ -143,7 +154,7 @@ def run_pipeline(
                 start_consumers()
             run.start(INGEST, lambda: start_ingest(spark, cfg, available_now=available_now))
             if on_started and not available_now:
-                on_started([run.queries[name] for name in (INGEST, EVENTS, ENGAGEMENT)])
+                on_started([run.queries[name] for name in (INGEST, *RECORD_READERS)])
             for _ in range(max_rounds):
                 run.wait(until=lambda: not run.queries[INGEST].isActive)
                 repeat = (
@@ -159,8 +170,8 @@ def run_pipeline(
             if available_now and not stop.is_set():
                 start_consumers()
                 if on_started:
-                    on_started([run.queries[name] for name in (INGEST, EVENTS, ENGAGEMENT)])
-                run.wait(until=lambda: not any(run.queries[q].isActive for q in (EVENTS, ENGAGEMENT)))
+                    on_started([run.queries[name] for name in (INGEST, *RECORD_READERS)])
+                run.wait(until=lambda: not any(run.queries[q].isActive for q in RECORD_READERS))
     finally:
         try:
             run.stop_all()

@@ -1,14 +1,16 @@
 """Embedded DuckDB warehouse (``duckdb:///path/to/file.duckdb``): the local default.
 
 The load protocol of :mod:`sinks.warehouse.protocol` in DuckDB's dialect; DuckDB fills the staging table
-by reading the staged Parquet files itself. One process writes a DuckDB file at a time, so loads need no
-lock of their own, and an embedded engine has no connection to lose: nothing is retried.
+by reading the staged Parquet files itself. One process writes a DuckDB file at a time, and within the
+process the queries that load (engagement windows, daily viewers) take turns on a lock per file, so loads
+need no lock in the database, and an embedded engine has no connection to lose: nothing is retried.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,18 @@ from sinks.warehouse.staging import local_path
 log = logging.getLogger(__name__)
 
 _FORMAT_MARKERS = re.compile(r"%[s%]")
+
+# Per DuckDB file: held by an open warehouse of this process from open to close. DuckDB refuses a second
+# connection of another configuration (read-only) and conflicts on concurrent catalog changes (the views
+# each writer creates), so two queries loading batches at the same time take turns.
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: str) -> threading.RLock:
+    key = path if path == ":memory:" else str(Path(path).resolve())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 def _connect_read_only(path: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
@@ -103,9 +117,27 @@ class DuckDBWarehouse(SqlWarehouse):
             raise WarehouseMissingError(f"no DuckDB warehouse file at {Path(path).absolute()}")
         if not read_only and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._cursor()  # open now: a writer holds the file until close
-        if not read_only:
-            self.init()
+        self._lock = _file_lock(path) if path != ":memory:" else None
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            self._cursor()  # open now: a writer holds the file until close
+            if not read_only:
+                self.init()
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     @classmethod
     def from_config(cls, cfg, *, read_only: bool = False) -> DuckDBWarehouse:  # cfg: WarehouseConfig

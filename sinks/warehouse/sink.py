@@ -49,6 +49,8 @@ class WarehouseSink:
     :class:`sinks.lake.LakeViewerRollups`) those rows are merged in the same transaction; with
     ``watermark_delay`` the ledger row records the watermark the batch reached: its newest event time less
     the delay, which is what Spark computes for the next batch (a window ending at or before it is final).
+    With ``daily_rows`` the batch's rows are themselves daily unique-viewer rows (the ``viewers`` query):
+    they are merged into their table, and no engagement rows are loaded.
     """
 
     name: str
@@ -57,6 +59,7 @@ class WarehouseSink:
     open_warehouse: Callable[[], Warehouse]
     daily_viewers: Callable[[DataFrame], DataFrame] | None = None
     watermark_delay: timedelta | None = None
+    daily_rows: bool = False
 
     def stage(self, batch: DataFrame, batch_id: int) -> StagedBatch:
         """Write the batch as Parquet under a prefix of this attempt's own: a replay, or a second driver
@@ -64,6 +67,12 @@ class WarehouseSink:
         attempt = uuid.uuid4().hex[:16]
         uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}/attempt={attempt}"
         rows = batch.count()
+        if self.daily_rows:
+            daily = batch.withColumns(
+                {"updated_at": F.current_timestamp(), "batch_id": F.lit(batch_id).cast("bigint")}
+            )
+            only = _write_parquet(daily.select(*DAILY.names()), f"{uri}/{DAILY.name}") if rows else ()
+            return StagedBatch(query=self.query, batch_id=batch_id, uri=uri, rows=rows, viewers_files=only)
         files = _write_parquet(batch.select(*COLUMN_NAMES), f"{uri}/engagement")
         viewers: tuple[str, ...] = ()
         watermark = None

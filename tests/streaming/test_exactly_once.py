@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from streaming.query import BatchWriter, engagement_sinks
+from streaming.aggregate import daily_viewers_from_events
+from streaming.query import BatchWriter, engagement_sinks, viewers_sinks
 from streaming.run import run_pipeline
 from streaming.transforms import stamp
 from tests.engagement import engagement_row, engagement_schema
@@ -94,14 +95,38 @@ def test_the_same_batch_written_twice_changes_nothing(spark, tmp_path):
     }
     assert spark.read.parquet(f"{cfg.lake.path}/engagement").count() == first_lake == 2
     assert ledger(cfg) == [(f"engagement_{CHECKPOINT_ID}", 7)]
-    everyone = warehouse_query(
-        cfg,
-        "SELECT unique_viewers FROM daily_unique_viewers WHERE content_id = '(all)' "
-        "AND affiliate_id = '(all)' AND placement = '(all)' AND platform = '(all)'",
-    )
-    assert everyone == [{"unique_viewers": 7}]  # merged from the sketches, not 7 + 3
     [watermark] = {r["watermark"] for r in warehouse_query(cfg, "SELECT watermark FROM v_engagement")}
     assert watermark == START + timedelta(minutes=1) - cfg.engagement.watermark
+
+
+def test_the_same_daily_viewers_batch_written_twice_changes_nothing(spark, tmp_path):
+    write_dimension(tmp_path, "T")
+    cfg = pipeline_config(tmp_path)
+    users = [("c1", "web", f"u{n}") for n in range(1, 8)] + [("c2", "ios", f"u{n}") for n in range(5, 8)]
+    events = spark.createDataFrame(
+        [(START + timedelta(minutes=1), c, "a1", "home_hero", platform, user) for c, platform, user in users],
+        "event_time timestamp, content_id string, affiliate_id string, placement string, platform string, "
+        "user_id string",
+    )
+    writer = BatchWriter(tuple(viewers_sinks(cfg, CHECKPOINT_ID)))
+    batch = daily_viewers_from_events(events)
+    writer(batch, 2)
+    writer(batch, 2)
+    everyone = "content_id = '(all)' AND affiliate_id = '(all)' AND placement = '(all)' AND platform = '(all)"
+    rows = warehouse_query(cfg, f"SELECT unique_viewers FROM daily_unique_viewers WHERE {everyone}'")
+    assert rows == [{"unique_viewers": 7}]  # one sketch of every viewer, not 7 + 3
+    per_content = warehouse_query(
+        cfg,
+        "SELECT content_id, unique_viewers FROM daily_unique_viewers WHERE affiliate_id = '(all)' "
+        "AND placement = '(all)' AND platform = '(all)' AND content_id <> '(all)' ORDER BY content_id",
+    )
+    assert per_content == [
+        {"content_id": "c1", "unique_viewers": 7},
+        {"content_id": "c2", "unique_viewers": 3},
+    ]
+    # 16 levels; the 4 with neither content nor platform have one row, the other 12 two (c1/web, c2/ios)
+    assert len(warehouse_query(cfg, "SELECT * FROM daily_unique_viewers")) == 4 + 12 * 2
+    assert ledger(cfg) == [(f"viewers_{CHECKPOINT_ID}", 2)]
 
 
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
