@@ -1,13 +1,16 @@
 """The layout of ``checkpoint.path``: which query keeps its checkpoint where, and a marker naming it.
 
-Layout 2 (this version)::
+Layout 3 (this version)::
 
-    <checkpoint>/LAYOUT        "mediapulse-checkpoints 2"
+    <checkpoint>/LAYOUT        "mediapulse-checkpoints 3"
     <checkpoint>/ingest/       the one query that reads the source
     <checkpoint>/records/      its output: validated records (Spark's file sink, with _spark_metadata)
     <checkpoint>/events/       records -> the lake's event log and quarantine
     <checkpoint>/engagement/   records -> windows -> the lake's engagement table and the warehouse
+    <checkpoint>/viewers/      records -> daily unique-viewer rollups -> the warehouse
 
+Layout 2 had the same queries but ``viewers``, and its ``engagement`` state held a second event-id
+deduplication that this version's plan does not have: Spark cannot resume it, so it is refused.
 Layout 1 (earlier versions) had two queries, ``ingest`` and ``engagement``, each reading the source; its
 ``engagement`` checkpoint holds source offsets that this version would misread, so it is refused.
 """
@@ -21,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from streaming.storage import hadoop_path, path_exists, read_text, write_text
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 MARKER = "LAYOUT"
 _MARKER_HEADER = f"mediapulse-checkpoints {LAYOUT_VERSION}"
 

@@ -1,4 +1,4 @@
-"""Query wiring: one reader of the source, two consumers of its validated records.
+"""Query wiring: one reader of the source, three consumers of its validated records.
 
 ``ingest``
     source -> parse and validate (once per record) -> deduplicate valid events by event id within

@@ -36,7 +36,7 @@ from streaming.storage import path_exists
 log = logging.getLogger(__name__)
 
 
-# How often a long-running app deletes validated records both readers have committed.
+# How often a long-running app deletes validated records every reader has committed.
 PURGE_INTERVAL_S = 60.0
 # Longest wait before restarting a failed query.
 MAX_BACKOFF_S = 300.0
@@ -115,7 +115,7 @@ def run_pipeline(
 ) -> ProgressReporter:
     """Run until the source is drained (``available_now``), a stop is requested, or a query keeps failing.
 
-    Long-running, the ingest query and its two consumers run side by side. With ``available_now`` the
+    Long-running, the ingest query and its three consumers run side by side. With ``available_now`` the
     ingest query first reads what the source holds; then each consumer reads all the records it wrote
     in one run, so event time advances across the whole backlog at once and no record of a slower shard
     or file falls behind the watermark. A failed query is restarted from its checkpoint with backoff,
@@ -265,7 +265,7 @@ class _Run:
             self.spark, self.cfg.checkpoint.path, self.cfg.checkpoint.records_retention
         )
         if removed:
-            log.info("removed %d record files both readers committed", len(removed))
+            log.info("removed %d record files every reader committed", len(removed))
 
     def _stop_requested(self) -> bool:
         marker = self.cfg.run.stop_marker

@@ -19,7 +19,7 @@ from tests.streaming.test_pipeline import assert_matches_truth
 
 def test_a_new_checkpoint_folder_is_marked_with_this_layout(spark, tmp_path):
     identity = ensure_layout(spark, str(tmp_path / "checkpoints"))
-    assert (tmp_path / "checkpoints" / "LAYOUT").read_text() == f"mediapulse-checkpoints 2\nid {identity}\n"
+    assert (tmp_path / "checkpoints" / "LAYOUT").read_text() == f"mediapulse-checkpoints 3\nid {identity}\n"
     assert ensure_layout(spark, str(tmp_path / "checkpoints")) == identity  # accepted again, same identity
 
 
@@ -38,7 +38,7 @@ def test_checkpoints_of_the_two_reader_layout_are_refused_before_any_query_start
 
 def test_a_checkpoint_folder_of_another_layout_version_is_refused(spark, tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "LAYOUT").write_text("mediapulse-checkpoints 3\n")
+    (tmp_path / "checkpoints" / "LAYOUT").write_text("mediapulse-checkpoints 2\nid 0123abcd\n")
     with pytest.raises(CheckpointLayoutError, match="another version"):
         ensure_layout(spark, str(tmp_path / "checkpoints"))
 
