@@ -97,7 +97,8 @@ def test_the_app_stops_without_a_restart_when_the_warehouse_rejects_a_batch(
         assert re.search(r"rejected rows:\n  row \d+ of the staged files: window_start=", message)
         assert "restarting" not in caplog.text
         assert not spark.streams.active
-        assert read_ledger(postgres_server, schema) == []
+        # no engagement batch committed (the viewers query's rollups do not carry the title)
+        assert [row for row in read_ledger(postgres_server, schema) if row[0].startswith("engagement_")] == []
     finally:
         with postgres_server.admin() as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
