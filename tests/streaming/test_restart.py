@@ -16,7 +16,8 @@ from tests.streaming.test_pipeline import assert_matches_truth
 
 
 def failing_once(cfg, failing_call: int):
-    """A warehouse opener whose ``failing_call``-th call fails (call 1 is the check at start)."""
+    """A warehouse opener whose ``failing_call``-th call fails (call 1 is the check at start; then the
+    engagement and viewers queries' loads, whichever comes first)."""
     calls = itertools.count(1)
 
     def opener():
@@ -33,7 +34,8 @@ def test_a_sink_failure_restarts_the_query_and_the_run_finishes_with_exact_total
     cfg = pipeline_config(tmp_path, "source.max_files_per_trigger=1", "run.restart_backoff=100 ms")
     with caplog.at_level(logging.WARNING, logger="streaming.run"):
         run_pipeline(spark, cfg, available_now=True, warehouse=failing_once(cfg, 2))
-    assert re.search(r"query engagement failed: .*injected sink failure; restarting it", caplog.text)
+    restarted = r"query (engagement|viewers) failed: .*injected sink failure; restarting it"
+    assert re.search(restarted, caplog.text)
     truth = oracle.expected(scenario.incoming_files(), scenario.now)
     assert_matches_truth(warehouse_rows(cfg), truth)
     assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique
@@ -43,7 +45,7 @@ def test_a_failure_past_the_restart_budget_ends_the_run_naming_the_setting(spark
     scenario = make_scenario(tmp_path, events=300, files=1, contents=10, users=30, seed=24)
     scenario.release()
     cfg = pipeline_config(tmp_path, "run.max_restarts_per_hour=0")
-    refusal = r"engagement failed: .*injected.*run\.max_restarts_per_hour is 0"
+    refusal = r"query (engagement|viewers) failed: .*injected.*run\.max_restarts_per_hour is 0"
     with pytest.raises(PipelineError, match=refusal):
         run_pipeline(spark, cfg, available_now=True, warehouse=failing_once(cfg, 2))
     assert not spark.streams.active
