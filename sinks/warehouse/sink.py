@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from sinks.base import PermanentSinkError, SinkError
 from sinks.warehouse.base import COLUMN_NAMES, DAILY, RejectedRowsError, StagedBatch, Warehouse
+from streaming.transforms import stamp
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +69,15 @@ class WarehouseSink:
         uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}/attempt={attempt}"
         rows = batch.count()
         if self.daily_rows:
-            daily = batch.withColumns(
-                {"updated_at": F.current_timestamp(), "batch_id": F.lit(batch_id).cast("bigint")}
-            )
-            only = _write_parquet(daily.select(*DAILY.names()), f"{uri}/{DAILY.name}") if rows else ()
+            daily = stamp(batch, batch_id).select(*DAILY.names())
+            only = _write_parquet(daily, f"{uri}/{DAILY.name}") if rows else ()
             return StagedBatch(query=self.query, batch_id=batch_id, uri=uri, rows=rows, viewers_files=only)
         files = _write_parquet(batch.select(*COLUMN_NAMES), f"{uri}/engagement")
         viewers: tuple[str, ...] = ()
         watermark = None
         if rows and self.daily_viewers is not None:
-            daily = self.daily_viewers(batch).withColumns(
-                {"updated_at": F.current_timestamp(), "batch_id": F.lit(batch_id).cast("bigint")}
-            )
-            viewers = _write_parquet(daily.select(*DAILY.names()), f"{uri}/{DAILY.name}")
+            daily = stamp(self.daily_viewers(batch), batch_id).select(*DAILY.names())
+            viewers = _write_parquet(daily, f"{uri}/{DAILY.name}")
         if rows and self.watermark_delay is not None:
             newest = batch.agg(F.unix_micros(F.max("last_event_time"))).first()[0]
             if newest is not None:
