@@ -322,9 +322,9 @@ ENGAGEMENT = Table(
     key=("window_start", "content_id", "affiliate_id", "placement", "platform"),
 )
 
-# Unique viewers per UTC day, rolled up from the windows' sketches over every combination of content,
-# affiliate, placement and platform (a rolled-up column holds ALL). Recomputed from all the day's sketches
-# whenever a batch touches the day, so a row is the estimate of the whole day, never a sum.
+# Unique viewers per UTC day over every combination of content, affiliate, placement and platform (a
+# rolled-up column holds ALL): the `viewers` query's estimate from the day's sketch in its state (a
+# backfill recomputes it from the lake's window sketches), so a row is the whole day's, never a sum.
 DAILY_VIEWERS = Table(
     "daily_unique_viewers",
     (
