@@ -284,7 +284,7 @@ class PlanningConfig(_Model):
     # Measured: ~3,200 events/s per core for the full pipeline (docs/benchmarks.md, 1 M events, 2 cores).
     events_per_second_per_core: int = Field(default=3_000, ge=1)
     headroom: float = Field(default=0.3, ge=0, le=5)  # spare capacity on shards and cores (0.3 = 30 %)
-    stream_readers: int = Field(default=2, ge=1)  # the app's queries that each read the whole stream
+    stream_readers: int = Field(default=1, ge=1)  # queries that each read the whole stream: ingest only
     transient_hours_per_day: float = Field(default=4.0, gt=0, le=24)
     days_per_month: float = Field(default=30.4, gt=0, le=31)
 
