@@ -10,7 +10,7 @@ Spark's ``noop`` sink unless it writes, and prints the best wall time of each:
 * ``parse``: ``parse_events`` (validation);
 * ``ingest``: ``validated_records`` (validation + arrival-time dedup), written as Parquet (the records);
 * ``event log``: the records' valid events and quarantine written to the lake layout;
-* ``engagement``: the records' valid events -> dedup -> content join -> windows -> rates.
+* ``engagement``: the records' valid events (one per event id already) -> content join -> windows -> rates.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> int:
         "parse": lambda: noop(parse_events(raw, skew)),
         "ingest (parse + dedup + write records)": ingest,
         "event log (records -> lake events + quarantine)": event_log,
-        "engagement (records -> dedup, join, windows)": engagement,
+        "engagement (records -> join, windows)": engagement,
     }
     try:
         for name, job in stages.items():
