@@ -1,4 +1,5 @@
-"""The sink contract: every destination of a micro-batch implements :class:`Sink`.
+"""The sink contract: every destination of a micro-batch implements :class:`Sink`; :func:`write_all` (and
+:class:`BatchWriter`, a query's foreachBatch function) writes a batch to every sink of a query or a backfill.
 
 A sink's ``write`` must be idempotent per ``batch_id``: when Spark replays a batch after a failure, the
 sink either replaces its own earlier output for that batch or recognises the batch as already applied.
@@ -8,7 +9,9 @@ one that a replay would repeat is a :class:`PermanentSinkError`, which stops the
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, overload, runtime_checkable
 
 from pyspark.sql import DataFrame
 
@@ -31,19 +34,51 @@ class Sink(Protocol):
         ...
 
 
-def write_all(sinks: list[Sink], batch: DataFrame, batch_id: int, *, persist: bool = True) -> None:
+@overload
+def write_all(
+    sinks: Sequence[Sink], batch: DataFrame, batch_id: int,
+    *, persist: bool = ..., count: Literal[False] = ...
+) -> None: ...
+
+
+@overload
+def write_all(sinks: Sequence[Sink], batch: DataFrame, batch_id: int, *, count: Literal[True]) -> int: ...
+
+
+def write_all(
+    sinks: Sequence[Sink], batch: DataFrame, batch_id: int, *, persist: bool = True, count: bool = False
+) -> int | None:
     """Write every sink; with ``persist``, the batch is computed once and cached until all have written.
 
     Persist a batch that is costly or unsafe to compute twice (a stateful aggregation's output); a batch
-    that is a cheap file scan is faster read again by each sink than cached.
+    that is a cheap file scan is faster read again by each sink than cached. With ``count``, the cached
+    batch's rows are counted before the sinks write and the count is returned (a backfill reports it);
+    without it no Spark job runs beyond the sinks' own.
     """
     if not persist:
+        if count:
+            raise ValueError("write_all counts a persisted batch only (counting would compute it again)")
         for sink in sinks:
             sink.write(batch, batch_id)
-        return
+        return None
     batch.persist()
     try:
+        rows = batch.count() if count else None
         for sink in sinks:
             sink.write(batch, batch_id)
+        return rows
     finally:
         batch.unpersist()
+
+
+@dataclass(frozen=True)
+class BatchWriter:
+    """The foreachBatch function of a query: prepare the batch, then write every sink (:func:`write_all`)."""
+
+    sinks: tuple[Sink, ...]
+    prepare: Callable[[DataFrame, int], DataFrame] | None = None
+    persist: bool = True
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        frame = self.prepare(batch, batch_id) if self.prepare else batch
+        write_all(self.sinks, frame, batch_id, persist=self.persist)

@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sinks.base import write_all
 from sinks.lake import LakeViewerRollups
 from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
@@ -77,11 +78,6 @@ def run_backfill(spark: SparkSession, cfg: AppConfig, start: datetime, end: date
     sink = WarehouseSink(
         "warehouse", query, cfg.staging_path, lambda: open_warehouse(cfg.warehouse), daily_viewers=rollups
     )
-    frame.persist()
-    try:
-        rows = frame.count()
-        sink.write(frame, 0)
-    finally:
-        frame.unpersist()
+    rows = write_all([sink], frame, 0, count=True)
     log.info("backfill %s .. %s: %d window rows upserted", first.isoformat(), last.isoformat(), rows)
     return rows

@@ -26,13 +26,12 @@ one consumer per shard. See docs/architecture.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from sinks.base import Sink, write_all
+from sinks.base import BatchWriter, Sink
 from sinks.lake import LakeSink
 from sinks.metrics import HealthMetrics, QuarantineReasons
 from sinks.warehouse import Warehouse, open_warehouse
@@ -56,25 +55,12 @@ from streaming.transforms import (
 
 __all__ = [
     "ENGAGEMENT", "EVENTS", "INGEST", "VIEWERS",
-    "BatchWriter", "engagement_sinks", "events_sinks", "viewers_sinks",
+    "engagement_sinks", "events_sinks", "viewers_sinks",
 ]  # fmt: skip
 
 
 # The record log keeps entries this many record retentions long (a day by default).
 RECORDS_LOG_RETENTION_FACTOR = 24
-
-
-@dataclass(frozen=True)
-class BatchWriter:
-    """The foreachBatch function of a query: persist once, write every sink, unpersist."""
-
-    sinks: tuple[Sink, ...]
-    prepare: Callable[[DataFrame, int], DataFrame] | None = None
-    persist: bool = True
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        frame = self.prepare(batch, batch_id) if self.prepare else batch
-        write_all(list(self.sinks), frame, batch_id, persist=self.persist)
 
 
 def _millis(value: timedelta) -> int:

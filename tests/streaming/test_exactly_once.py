@@ -10,8 +10,9 @@ from pathlib import Path
 
 import duckdb
 
+from sinks.base import BatchWriter
 from streaming.aggregate import daily_viewers_from_events
-from streaming.query import BatchWriter, engagement_sinks, viewers_sinks
+from streaming.query import engagement_sinks, viewers_sinks
 from streaming.run import run_pipeline
 from streaming.transforms import stamp
 from tests.engagement import engagement_row, engagement_schema
