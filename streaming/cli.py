@@ -86,14 +86,22 @@ def _timestamp(text: str) -> datetime:
     return moment
 
 
-def _count(text: str) -> int:
+def _integer(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from e
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    return _integer(text, 0, "must be 0 or more")
+
+
+def _positive_int(text: str) -> int:
+    return _integer(text, 1, "must be at least 1")
 
 
 def _span(text: str) -> timedelta:
@@ -106,16 +114,6 @@ def _span(text: str) -> timedelta:
     if span <= timedelta(0):
         raise argparse.ArgumentTypeError(f"must be longer than 0: {text!r}")
     return span
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from e
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def _missing_local(path: str) -> bool:
