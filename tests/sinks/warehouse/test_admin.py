@@ -10,9 +10,10 @@ import pyarrow.csv as pacsv
 import pytest
 
 from sinks.warehouse.admin import register, sync_dimensions
-from sinks.warehouse.base import StagedBatch, Warehouse, WarehouseError
+from sinks.warehouse.base import WarehouseError
 from tests.sinks.warehouse.conftest import DATABASE, TEST_PASSWORD, TEST_ROLE, PgServer
 from tests.sinks.warehouse.data import dim_rows, dim_table
+from tests.sinks.warehouse.stub import StubWarehouse
 
 
 def cli() -> argparse.ArgumentParser:
@@ -91,25 +92,8 @@ def test_cli_errors_are_one_clear_line(config: Path, capsys: pytest.CaptureFixtu
     assert "warehouse.colour: unknown key" in capsys.readouterr().err
 
 
-class _Elsewhere(Warehouse):
-    table = "t"
-    ledger_table = "l"
-
-    def init(self) -> None: ...
-
-    def load_batch(self, batch: StagedBatch) -> bool:
-        return False
-
-    def committed(self, query: str) -> list[int]:
-        return []
-
-    def top(self, where: Any, by: str = "impressions", limit: int = 10, min_impressions: int = 0) -> Any:
-        return None
-
-    def rank(self, where: Any, by: Any = "ctr", limit: int = 20, min_volume: int = 100) -> Any:
-        return None
-
-    def close(self) -> None: ...
+class _Elsewhere(StubWarehouse):
+    """A backend that is neither PostgreSQL nor Redshift."""
 
 
 def test_other_backends_are_refused_by_name(tmp_path: Any) -> None:

@@ -7,40 +7,25 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from sinks.warehouse.base import StagedBatch, Warehouse
+from sinks.warehouse.base import StagedBatch
 from sinks.warehouse.sink import WarehouseSink
 from tests.sinks.warehouse.data import arrow_table, make_rows
+from tests.sinks.warehouse.stub import StubWarehouse
 
 
 def engagement_frame(spark: SparkSession, batch_id: int) -> DataFrame:
     return spark.createDataFrame(arrow_table(make_rows(batch_id)).to_pandas())
 
 
-class Recording(Warehouse):
+class Recording(StubWarehouse):
     """Keeps what it was asked to load, and what was staged at that moment."""
-
-    table = "t"
-    ledger_table = "l"
 
     def __init__(self) -> None:
         self.loaded: list[tuple[StagedBatch, list[str]]] = []
 
-    def init(self) -> None: ...
-
     def load_batch(self, batch: StagedBatch) -> bool:
         self.loaded.append((batch, sorted(p.name for p in Path(batch.uri).iterdir())))
         return True
-
-    def committed(self, query: str) -> list[int]:
-        return []
-
-    def top(self, where: Any, by: str = "impressions", limit: int = 10, min_impressions: int = 0) -> Any:
-        return None
-
-    def rank(self, where: Any, by: Any = "ctr", limit: int = 20, min_volume: int = 100) -> Any:
-        return None
-
-    def close(self) -> None: ...
 
 
 def test_two_attempts_at_one_batch_stage_under_their_own_prefixes(spark: SparkSession, tmp_path: Any) -> None:
