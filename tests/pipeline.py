@@ -1,4 +1,5 @@
-"""Helpers for whole-pipeline tests: simulated input on disk, a config in tmp_path, warehouse readers."""
+"""Helpers for whole-pipeline tests: simulated input on disk, a config in tmp_path, warehouse readers, and
+the comparison of a run's output with the independent oracle (tests/oracle.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
+from pyspark.sql import SparkSession
 
 from devtools.simulate import SimulationSpec, simulate, write_dimension, write_files
 from streaming.config import AppConfig, load_config
+from tests import oracle
+
+METRICS = ("impressions", "clicks", "play_starts", "completions", "watch_time_ms")
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,22 @@ def warehouse_query(cfg: AppConfig, statement: str) -> list[dict]:
         cursor = conn.execute(statement)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def assert_matches_truth(actual: dict, truth: oracle.Expected) -> None:
+    assert set(actual) == set(truth.aggregates), "window keys differ from the ground truth"
+    for key, expected in truth.aggregates.items():
+        row = actual[key]
+        assert {m: row[m] for m in METRICS} == {m: expected[m] for m in METRICS}, key
+        viewers = expected["unique_viewers"]
+        assert abs(row["unique_viewers"] - viewers) <= max(1, 0.02 * viewers), key
+        ctr = None if expected["impressions"] == 0 else expected["clicks"] / expected["impressions"]
+        assert row["ctr"] == pytest.approx(ctr), key
+
+
+def assert_run_matches_truth(spark: SparkSession, scenario: Scenario, cfg: AppConfig) -> None:
+    """The warehouse holds the oracle's aggregates of the released files, and the lake's event log each
+    unique valid event once."""
+    truth = oracle.expected(scenario.incoming_files(), scenario.now)
+    assert_matches_truth(warehouse_rows(cfg), truth)
+    assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique

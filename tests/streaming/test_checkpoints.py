@@ -13,8 +13,13 @@ from streaming.checkpoints import CheckpointLayoutError, ensure_layout, purge_co
 from streaming.query import start_ingest
 from streaming.run import run_pipeline
 from tests import oracle
-from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
-from tests.streaming.test_pipeline import assert_matches_truth
+from tests.pipeline import (
+    assert_matches_truth,
+    assert_run_matches_truth,
+    make_scenario,
+    pipeline_config,
+    warehouse_rows,
+)
 
 
 def test_a_new_checkpoint_folder_is_marked_with_this_layout(spark, tmp_path):
@@ -52,9 +57,7 @@ def test_record_files_both_readers_committed_are_purged_after_the_retention(spar
     assert not list(records.glob("*.parquet"))
     scenario.release()
     run_pipeline(spark, cfg, available_now=True)
-    truth = oracle.expected(scenario.incoming_files(), scenario.now)
-    assert_matches_truth(warehouse_rows(cfg), truth)
-    assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique
+    assert_run_matches_truth(spark, scenario, cfg)
 
 
 def test_record_files_are_kept_while_a_reader_has_not_committed(spark, tmp_path):

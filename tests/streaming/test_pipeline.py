@@ -11,20 +11,14 @@ import pytest
 
 from streaming.run import run_pipeline
 from tests import oracle
-from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
-
-METRICS = ("impressions", "clicks", "play_starts", "completions", "watch_time_ms")
-
-
-def assert_matches_truth(actual: dict, truth: oracle.Expected) -> None:
-    assert set(actual) == set(truth.aggregates), "window keys differ from the ground truth"
-    for key, expected in truth.aggregates.items():
-        row = actual[key]
-        assert {m: row[m] for m in METRICS} == {m: expected[m] for m in METRICS}, key
-        viewers = expected["unique_viewers"]
-        assert abs(row["unique_viewers"] - viewers) <= max(1, 0.02 * viewers), key
-        ctr = None if expected["impressions"] == 0 else expected["clicks"] / expected["impressions"]
-        assert row["ctr"] == pytest.approx(ctr), key
+from tests.pipeline import (
+    METRICS,
+    assert_matches_truth,
+    assert_run_matches_truth,
+    make_scenario,
+    pipeline_config,
+    warehouse_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +90,7 @@ def test_restart_from_checkpoint_keeps_totals_exact(spark, tmp_path):
     run_pipeline(spark, cfg, available_now=True)
     scenario.release()
     run_pipeline(spark, cfg, available_now=True)
-    truth = oracle.expected(scenario.incoming_files(), scenario.now)
-    assert_matches_truth(warehouse_rows(cfg), truth)
-    assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique
+    assert_run_matches_truth(spark, scenario, cfg)
 
 
 def test_stop_request_stops_after_the_current_batch_with_exact_totals(spark, tmp_path):

@@ -22,8 +22,7 @@ from streaming.quarantine import reason_counts
 from streaming.replay import ReplayResult, Selection, ledger_root, replay_quarantined, replay_root
 from streaming.run import run_pipeline
 from tests import oracle
-from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
-from tests.streaming.test_pipeline import assert_matches_truth
+from tests.pipeline import assert_matches_truth, make_scenario, pipeline_config, warehouse_rows
 
 ROKU = "roku"
 CORRECTED = (*sorted(oracle.PLATFORMS), ROKU)

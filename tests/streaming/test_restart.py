@@ -10,9 +10,7 @@ import pytest
 
 from sinks.warehouse import open_warehouse
 from streaming.run import PipelineError, run_pipeline
-from tests import oracle
-from tests.pipeline import make_scenario, pipeline_config, warehouse_rows
-from tests.streaming.test_pipeline import assert_matches_truth
+from tests.pipeline import assert_run_matches_truth, make_scenario, pipeline_config
 
 
 def failing_once(cfg, failing_call: int):
@@ -36,9 +34,7 @@ def test_a_sink_failure_restarts_the_query_and_the_run_finishes_with_exact_total
         run_pipeline(spark, cfg, available_now=True, warehouse=failing_once(cfg, 2))
     restarted = r"query (engagement|viewers) failed: .*injected sink failure; restarting it"
     assert re.search(restarted, caplog.text)
-    truth = oracle.expected(scenario.incoming_files(), scenario.now)
-    assert_matches_truth(warehouse_rows(cfg), truth)
-    assert spark.read.parquet(f"{cfg.lake.path}/events").count() == truth.valid_unique
+    assert_run_matches_truth(spark, scenario, cfg)
 
 
 def test_a_failure_past_the_restart_budget_ends_the_run_naming_the_setting(spark, tmp_path):
