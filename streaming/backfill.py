@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from sinks.base import write_all
 from sinks.lake import LakeViewerRollups
@@ -15,21 +14,11 @@ from sinks.warehouse import open_warehouse
 from sinks.warehouse.sink import WarehouseSink
 from streaming.config import AppConfig
 from streaming.dedup import deduplicate
-from streaming.schema import EVENT_SCHEMA
+from streaming.schema import EVENT_LOG_SCHEMA, EVENT_SCHEMA
 from streaming.sources.content_dim import read_content_dimension
 from streaming.transforms import engagement_from_events, stamp
 
 log = logging.getLogger(__name__)
-
-EVENT_LOG_SCHEMA = T.StructType(
-    [
-        *EVENT_SCHEMA.fields,
-        T.StructField("event_date", T.DateType(), True),
-        T.StructField("event_hour", T.IntegerType(), True),
-        T.StructField("checkpoint_id", T.StringType(), True),
-        T.StructField("batch_id", T.LongType(), True),
-    ]
-)
 
 
 class BackfillError(ValueError):

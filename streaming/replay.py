@@ -36,13 +36,12 @@ from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from streaming.config import AppConfig, FilesSourceConfig, ValidationConfig
 from streaming.parse import parse_events
 from streaming.schema import (
     EVENT_FIELDS,
-    QUARANTINE_SCHEMA,
+    QUARANTINE_LOG_SCHEMA,
     RAW_SCHEMA,
     REASON_CODES,
     REPLAY_FIELD,
@@ -57,15 +56,6 @@ log = logging.getLogger(__name__)
 LEDGER = "quarantine_replays"
 SUCCESS = "_SUCCESS"
 
-# The quarantine as the lake sink writes it: the record columns, then its partition columns.
-_QUARANTINE_LAKE_SCHEMA = T.StructType(
-    [
-        *QUARANTINE_SCHEMA.fields,
-        T.StructField("ingest_date", T.DateType(), True),
-        T.StructField("checkpoint_id", T.StringType(), True),
-        T.StructField("batch_id", T.LongType(), True),
-    ]
-)
 # A replay line starts with the reference this module writes; a record replayed before (and quarantined
 # again) has it already, and it is replaced rather than repeated (a repeated key is malformed JSON).
 _REFERENCE_PREFIX = (
@@ -208,7 +198,7 @@ def _replay_checked(
 
 
 def _read_quarantine(spark: SparkSession, lake_path: str) -> DataFrame:
-    return spark.read.schema(_QUARANTINE_LAKE_SCHEMA).parquet(f"{lake_path.rstrip('/')}/quarantine")
+    return spark.read.schema(QUARANTINE_LOG_SCHEMA).parquet(f"{lake_path.rstrip('/')}/quarantine")
 
 
 def _complete_replays(spark: SparkSession, ledger: str, *, clean: bool = False) -> list[str]:

@@ -156,6 +156,27 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 
+# The columns the lake sink adds after a table's own partition columns (sinks.lake.LakeSink): the checkpoint
+# that numbered the batch and the batch id.
+_LAKE_BATCH_COLUMNS = (
+    T.StructField("checkpoint_id", T.StringType(), True),
+    T.StructField("batch_id", T.LongType(), True),
+)
+
+# The event log and the quarantine as the lake holds them (read back by the backfill and the replay): the
+# table's columns, then its partition columns.
+EVENT_LOG_SCHEMA = T.StructType(
+    [
+        *EVENT_SCHEMA.fields,
+        T.StructField("event_date", T.DateType(), True),
+        T.StructField("event_hour", T.IntegerType(), True),
+        *_LAKE_BATCH_COLUMNS,
+    ]
+)
+QUARANTINE_LOG_SCHEMA = T.StructType(
+    [*QUARANTINE_SCHEMA.fields, T.StructField("ingest_date", T.DateType(), True), *_LAKE_BATCH_COLUMNS]
+)
+
 # A validated record, as the one reader of the source hands it to the event-log and engagement queries
 # (Spark's file sink under <checkpoint>/records/): the event columns (null where a record is invalid),
 # the raw text (kept for invalid records only) and the reason codes (empty for a valid event).
