@@ -30,7 +30,12 @@ class Sink(Protocol):
     name: str
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
-        """Write one micro-batch (already persisted by the caller); idempotent per ``batch_id``."""
+        """Write one micro-batch; idempotent per ``batch_id``.
+
+        The batch is cached while the sinks write when :func:`write_all` persists it (a stateful query's
+        output); otherwise (the events query, whose batch is a scan of record files) each sink's reads
+        compute it again.
+        """
         ...
 
 

@@ -180,7 +180,8 @@ def open_metrics(cfg: MetricsConfig) -> HealthMetrics:
 @dataclass(frozen=True)
 class QuarantineReasons:
     """A sink of the events query: counts the batch's quarantined records by reason code (one small
-    aggregation of the persisted batch) for :class:`HealthMetrics`; writes nothing."""
+    aggregation, one more scan of the batch, which that query does not persist) for :class:`HealthMetrics`;
+    writes nothing."""
 
     name: str
     query: str
