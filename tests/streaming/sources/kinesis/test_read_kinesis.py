@@ -188,11 +188,18 @@ def test_missing_stream_is_named_before_the_query_starts(
         read_kinesis(spark, source_config("no-such-stream"), str(tmp_path / "checkpoint"))
 
 
-def test_checkpoint_of_the_other_implementation_is_refused(
+@pytest.fixture
+def read_new_stream(
     spark: SparkSession,
     make_stream: Callable[[int], str],
     source_config: Callable[..., KinesisSourceConfig],
-    tmp_path: Path,
+) -> Callable[[Path], DataFrame]:
+    """``read_new_stream(checkpoint)``: ``read_kinesis`` over a new one-shard stream, checkpointed there."""
+    return lambda checkpoint: read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+
+
+def test_checkpoint_of_the_other_implementation_is_refused(
+    read_new_stream: Callable[[Path], DataFrame], tmp_path: Path
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
     (checkpoint / "offsets").mkdir(parents=True)
@@ -200,34 +207,28 @@ def test_checkpoint_of_the_other_implementation_is_refused(
     (checkpoint / MARKER_FILE).write_text("connector\n")
 
     with pytest.raises(ImplementationMismatchError, match=r"written by the 'connector' Kinesis source"):
-        read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+        read_new_stream(checkpoint)
 
 
 def test_checkpoint_with_offsets_but_no_marker_is_refused(
-    spark: SparkSession,
-    make_stream: Callable[[int], str],
-    source_config: Callable[..., KinesisSourceConfig],
-    tmp_path: Path,
+    read_new_stream: Callable[[Path], DataFrame], tmp_path: Path
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
     (checkpoint / "offsets").mkdir(parents=True)
     (checkpoint / "offsets" / "0").write_text("v1\n{}\n{}\n")
 
     with pytest.raises(ImplementationMismatchError, match="no source-implementation marker"):
-        read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+        read_new_stream(checkpoint)
 
 
 def test_marker_of_a_checkpoint_without_offsets_is_replaced(
-    spark: SparkSession,
-    make_stream: Callable[[int], str],
-    source_config: Callable[..., KinesisSourceConfig],
-    tmp_path: Path,
+    read_new_stream: Callable[[Path], DataFrame], tmp_path: Path
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     (checkpoint / MARKER_FILE).write_text("connector\n")
 
-    read_kinesis(spark, source_config(make_stream(1)), str(checkpoint))
+    read_new_stream(checkpoint)
 
     assert (checkpoint / MARKER_FILE).read_text() == "python\n"
 
