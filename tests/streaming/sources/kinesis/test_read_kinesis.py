@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamWriter
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from devtools.producer import send_lines
@@ -38,6 +39,15 @@ def events(count: int, start: int = 0) -> list[str]:
     return [json.dumps({"user_id": f"user-{i % 11}", "n": i}) for i in range(start, start + count)]
 
 
+def run_to_end(writer: DataStreamWriter, checkpoint: Path) -> None:
+    """Start the query with trigger(availableNow) and wait until it has read what is available."""
+    query = writer.option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start()
+    try:
+        query.awaitTermination(120)
+    finally:
+        query.stop()
+
+
 def run_available_now(frame: DataFrame, checkpoint: Path) -> list[list[dict[str, Any]]]:
     """Run the query with trigger(availableNow): each micro-batch's rows, in the order the source gave."""
     batches: list[list[dict[str, Any]]] = []
@@ -45,16 +55,7 @@ def run_available_now(frame: DataFrame, checkpoint: Path) -> list[list[dict[str,
     def collect(batch: DataFrame, batch_id: int) -> None:
         batches.append([row.asDict() for row in batch.collect()])
 
-    query = (
-        frame.writeStream.foreachBatch(collect)
-        .option("checkpointLocation", str(checkpoint))
-        .trigger(availableNow=True)
-        .start()
-    )
-    try:
-        query.awaitTermination(120)
-    finally:
-        query.stop()
+    run_to_end(frame.writeStream.foreachBatch(collect), checkpoint)
     return batches
 
 
@@ -116,19 +117,9 @@ def test_restart_from_checkpoint_reads_only_the_new_records(
     checkpoint, output = tmp_path / "checkpoint", tmp_path / "out"
 
     def run() -> None:
-        query = (
-            read_kinesis(spark, source_config(stream), str(checkpoint))
-            .selectExpr("CAST(data AS STRING) AS line", "sequenceNumber")
-            .writeStream.format("parquet")
-            .option("path", str(output))
-            .option("checkpointLocation", str(checkpoint))
-            .trigger(availableNow=True)
-            .start()
-        )
-        try:
-            query.awaitTermination(120)
-        finally:
-            query.stop()
+        frame = read_kinesis(spark, source_config(stream), str(checkpoint))
+        lines = frame.selectExpr("CAST(data AS STRING) AS line", "sequenceNumber")
+        run_to_end(lines.writeStream.format("parquet").option("path", str(output)), checkpoint)
 
     send_lines(first, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
     run()
