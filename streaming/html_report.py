@@ -552,6 +552,21 @@ def _bucket_tooltip() -> alt.Tooltip:
 Stamp = Callable[[str], dict[str, str]]
 
 
+def _stacked_records(values: list[dict[str, Any]], color: alt.Color, tooltip: list[alt.Tooltip]) -> alt.Chart:
+    """Records per time bucket, as bars stacked by ``color``'s field; the tooltip opens with the bucket."""
+    return (
+        alt.Chart(_data(values))
+        .mark_bar()
+        .encode(
+            x=_time_axis("at"),
+            x2="until:T",
+            y=alt.Y("sum(records):Q", title="records"),
+            color=color,
+            tooltip=[_bucket_tooltip(), *tooltip],
+        )
+    )
+
+
 def _records_chart(sums: dict[str, dict[str, float]], per: str, stamp: Stamp) -> Chart:
     about = f"Records read (valid + quarantined) {per}."
     values = [
@@ -567,25 +582,18 @@ def _records_chart(sums: dict[str, dict[str, float]], per: str, stamp: Stamp) ->
     ]
     if not values:
         return Chart("health-records", "Records in", about, None)
-    chart = (
-        alt.Chart(_data(values))
-        .mark_bar()
-        .encode(
-            x=_time_axis("at"),
-            x2="until:T",
-            y=alt.Y("sum(records):Q", title="records"),
-            color=alt.Color(
-                "status:N",
-                scale=alt.Scale(domain=["valid", "quarantined"], range=["#54a24b", "#e45756"]),
-                legend=alt.Legend(orient="bottom", title=None),
-            ),
-            tooltip=[
-                _bucket_tooltip(),
-                alt.Tooltip("status:N"),
-                alt.Tooltip("records:Q", format=","),
-                alt.Tooltip("records_in:Q", title="records in", format=","),
-            ],
-        )
+    chart = _stacked_records(
+        values,
+        alt.Color(
+            "status:N",
+            scale=alt.Scale(domain=["valid", "quarantined"], range=["#54a24b", "#e45756"]),
+            legend=alt.Legend(orient="bottom", title=None),
+        ),
+        [
+            alt.Tooltip("status:N"),
+            alt.Tooltip("records:Q", format=","),
+            alt.Tooltip("records_in:Q", title="records in", format=","),
+        ],
     )
     return Chart("health-records", "Records in", about, _finish(chart, 200))
 
@@ -605,20 +613,14 @@ def _reasons_chart(reasons: dict[str, dict[str, int]], per: str, stamp: Stamp) -
         values += [{**stamp(at), "reason": r, "records": c} for r, c in grouped.items()]
     if not values:
         return Chart("health-reasons", "Quarantined by reason", about, None, empty="nothing quarantined")
-    chart = (
-        alt.Chart(_data(values))
-        .mark_bar()
-        .encode(
-            x=_time_axis("at"),
-            x2="until:T",
-            y=alt.Y("sum(records):Q", title="records"),
-            color=alt.Color(
-                "reason:N",
-                scale=alt.Scale(scheme="tableau10"),
-                legend=alt.Legend(orient="bottom", title=None, columns=2, labelLimit=220),
-            ),
-            tooltip=[_bucket_tooltip(), alt.Tooltip("reason:N"), alt.Tooltip("records:Q", format=",")],
-        )
+    chart = _stacked_records(
+        values,
+        alt.Color(
+            "reason:N",
+            scale=alt.Scale(scheme="tableau10"),
+            legend=alt.Legend(orient="bottom", title=None, columns=2, labelLimit=220),
+        ),
+        [alt.Tooltip("reason:N"), alt.Tooltip("records:Q", format=",")],
     )
     return Chart("health-reasons", "Quarantined by reason", about, _finish(chart, 200))
 
