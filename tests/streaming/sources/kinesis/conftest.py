@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from devtools.producer import create_stream
+from devtools.producer import create_stream, send_lines
 from streaming.config import KinesisSourceConfig
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -124,6 +124,11 @@ def kinesis_client_for(endpoint: str) -> Any:
 def kinesis(kinesis_endpoint: str) -> Any:
     """A plain boto3 Kinesis client on the local server, for arranging tests and checking results."""
     return kinesis_client_for(kinesis_endpoint)
+
+
+def put_lines(endpoint: str, stream: str, lines: Iterable[str]) -> None:
+    """Send ``lines`` to ``stream`` on the local server with the producer, a record a line."""
+    send_lines(lines, stream=stream, endpoint_url=endpoint, region=REGION, progress=False)
 
 
 @pytest.fixture

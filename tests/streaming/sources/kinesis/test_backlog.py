@@ -6,15 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devtools.producer import send_lines
-from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.conftest import put_lines
 from tests.streaming.sources.kinesis.test_fetcher import drain, events, fetcher_for, wait_active
 
 SHARD_0, SHARD_1, SHARD_2 = (f"shardId-00000000000{i}" for i in range(3))
-
-
-def put(endpoint: str, stream: str, lines: list[str]) -> None:
-    send_lines(lines, stream=stream, endpoint_url=endpoint, region=REGION, progress=False)
 
 
 def test_shards_with_unread_records_from_before_the_run_are_behind(
@@ -22,7 +17,7 @@ def test_shards_with_unread_records_from_before_the_run_are_behind(
 ) -> None:
     stream = make_stream(2)
     # Keys user-0 and user-2 hash to different shards of two, so both hold records.
-    put(kinesis_endpoint, stream, events(400, users=3))
+    put_lines(kinesis_endpoint, stream, events(400, users=3))
     fetcher = fetcher_for(kinesis_endpoint, stream, max_records_per_trigger=50)
     began = time.time()
     _, end = fetcher.fetch(fetcher.initial_offset())  # a bounded run: 50 of 400 rows
@@ -35,7 +30,7 @@ def test_shards_with_unread_records_from_before_the_run_are_behind(
 
 def test_a_drained_stream_is_not_behind(kinesis_endpoint: str, make_stream: Callable[[int], str]) -> None:
     stream = make_stream(2)
-    put(kinesis_endpoint, stream, events(300, users=3))
+    put_lines(kinesis_endpoint, stream, events(300, users=3))
     fetcher = fetcher_for(kinesis_endpoint, stream)
     _, end = drain(fetcher, fetcher.initial_offset(), expected=300)
 
@@ -48,11 +43,11 @@ def test_records_that_arrived_after_the_run_began_are_left_to_the_next_run(
     """A stream written all the time must still let a drain end: what arrives during a run that read to
     the tip is not a backlog of that run."""
     stream = make_stream(1)
-    put(kinesis_endpoint, stream, events(100))
+    put_lines(kinesis_endpoint, stream, events(100))
     fetcher = fetcher_for(kinesis_endpoint, stream)
     began = time.time()
     _, end = drain(fetcher, fetcher.initial_offset(), expected=100)
-    put(kinesis_endpoint, stream, events(20, start=100))
+    put_lines(kinesis_endpoint, stream, events(20, start=100))
     probe = fetcher_for(kinesis_endpoint, stream)
 
     assert probe.backlog(end, began) == {}
@@ -63,12 +58,12 @@ def test_children_born_after_the_run_count_from_their_oldest_record(
     kinesis: Any, kinesis_endpoint: str, make_stream: Callable[[int], str]
 ) -> None:
     stream = make_stream(1)
-    put(kinesis_endpoint, stream, events(50))
+    put_lines(kinesis_endpoint, stream, events(50))
     fetcher = fetcher_for(kinesis_endpoint, stream)
     _, end = drain(fetcher, fetcher.initial_offset(), expected=50)
     kinesis.split_shard(StreamName=stream, ShardToSplit=SHARD_0, NewStartingHashKey=str(2**127))
     wait_active(kinesis, stream)
-    put(kinesis_endpoint, stream, events(60, users=3))
+    put_lines(kinesis_endpoint, stream, events(60, users=3))
 
     # kinesalite dates records on a new child shard up to a second ahead (its creation time).
     behind = fetcher_for(kinesis_endpoint, stream).backlog(end, time.time() + 60)

@@ -12,11 +12,10 @@ import pyarrow as pa
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 
-from devtools.producer import send_lines
 from streaming.sources.kinesis.errors import KinesisDataLossError, StreamNotFoundError
 from streaming.sources.kinesis.offsets import KinesisOffset, after, sequence_of
 from streaming.sources.kinesis.shards import FetchSettings, StreamFetcher
-from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.conftest import REGION, put_lines
 from tests.streaming.sources.kinesis.quota import GET_RECORDS_QUOTA, busiest_second
 
 
@@ -74,7 +73,7 @@ def test_fetch_reads_every_record_once_in_order_per_shard(
 ) -> None:
     stream = make_stream(3)
     sent = events(300)
-    send_lines(sent, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, sent)
     fetcher = fetcher_for(kinesis_endpoint, stream)
 
     rows, _ = drain(fetcher, fetcher.initial_offset())
@@ -89,7 +88,7 @@ def test_each_fetch_stays_within_max_records_per_trigger(
     kinesis_endpoint: str, make_stream: Callable[[int], str]
 ) -> None:
     stream = make_stream(3)
-    send_lines(events(100), stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, events(100))
     fetcher = fetcher_for(kinesis_endpoint, stream, max_records_per_trigger=40)
     offset = fetcher.initial_offset()
 
@@ -113,7 +112,7 @@ def test_a_reader_keeps_every_shard_within_the_get_records_quota_as_the_server_c
     the tip, on every shard at once. The server's own log of GetRecords calls is the judge."""
     stream = make_stream(3)
     sent = events(240)
-    send_lines(sent, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, sent)
     fetcher = fetcher_for(kinesis_endpoint, stream)
     offset = fetcher.initial_offset()
     rows: list[dict[str, Any]] = []
@@ -132,7 +131,7 @@ def test_replay_reads_exactly_the_records_of_the_batch(
     kinesis_endpoint: str, make_stream: Callable[[int], str]
 ) -> None:
     stream = make_stream(2)
-    send_lines(events(90), stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, events(90))
     fetcher = fetcher_for(kinesis_endpoint, stream, max_records_per_trigger=50)
     start = fetcher.initial_offset()
     first, middle = fetcher.fetch(start)
@@ -149,7 +148,7 @@ def test_shard_split_during_the_run_reads_parent_to_its_end_then_children(
 ) -> None:
     stream = make_stream(1)
     before, later = events(60), events(60, start=60)
-    send_lines(before, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, before)
     fetcher = fetcher_for(kinesis_endpoint, stream)
     read_before, offset = drain(fetcher, fetcher.initial_offset())
 
@@ -157,7 +156,7 @@ def test_shard_split_during_the_run_reads_parent_to_its_end_then_children(
         StreamName=stream, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127)
     )
     wait_active(kinesis, stream)
-    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, later)
     read_later, end = drain(fetcher, offset, expected=len(later))
 
     assert lines_of(read_before) == before
@@ -172,12 +171,12 @@ def test_records_of_a_split_parent_come_before_its_childrens(
 ) -> None:
     stream = make_stream(1)
     before, later = events(40), events(40, start=40)
-    send_lines(before, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, before)
     kinesis.split_shard(
         StreamName=stream, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127)
     )
     wait_active(kinesis, stream)
-    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, later)
     fetcher = fetcher_for(kinesis_endpoint, stream)
 
     batches, _ = fetcher.fetch(fetcher.initial_offset())  # one fetch: parent, then (next round) children
@@ -192,12 +191,12 @@ def test_merged_shards_are_read_before_their_child(
 ) -> None:
     stream = make_stream(2)
     before, later = events(50), events(50, start=50)
-    send_lines(before, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, before)
     kinesis.merge_shards(
         StreamName=stream, ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
     )
     wait_active(kinesis, stream)
-    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, later)
     fetcher = fetcher_for(kinesis_endpoint, stream)
 
     rows, end = drain(fetcher, fetcher.initial_offset(), expected=len(before + later))
@@ -240,12 +239,12 @@ def test_latest_is_pinned_to_the_time_of_the_first_offset(
     kinesis_endpoint: str, make_stream: Callable[[int], str]
 ) -> None:
     stream = make_stream(1)
-    send_lines(events(10), stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, events(10))
     time.sleep(0.01)  # arrival times have millisecond precision: keep "before" strictly before the pin
     fetcher = fetcher_for(kinesis_endpoint, stream, starting_position="LATEST")
     start = fetcher.initial_offset()
     later = events(10, start=10)
-    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, later)
 
     rows, end = drain(fetcher, start)
 

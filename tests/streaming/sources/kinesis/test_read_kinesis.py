@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
-from devtools.producer import send_lines
 from streaming.config import KinesisSourceConfig
 from streaming.sources.kinesis import (
     MARKER_FILE,
@@ -21,7 +20,7 @@ from streaming.sources.kinesis import (
     StreamNotFoundError,
     read_kinesis,
 )
-from tests.streaming.sources.kinesis.conftest import REGION
+from tests.streaming.sources.kinesis.conftest import put_lines
 
 # The awslabs spark-sql-kinesis-connector's documented schema, written out independently of the code.
 CONNECTOR_SCHEMA = StructType(
@@ -91,7 +90,7 @@ def test_available_now_yields_every_record_once_in_order_per_shard(
 ) -> None:
     stream = make_stream(3)
     sent = events(500)
-    send_lines(sent, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, sent)
     checkpoint = tmp_path / "checkpoint"
 
     batches = run_available_now(read_kinesis(spark, source_config(stream), str(checkpoint)), checkpoint)
@@ -121,10 +120,10 @@ def test_restart_from_checkpoint_reads_only_the_new_records(
         lines = frame.selectExpr("CAST(data AS STRING) AS line", "sequenceNumber")
         run_to_end(lines.writeStream.format("parquet").option("path", str(output)), checkpoint)
 
-    send_lines(first, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, first)
     run()
     after_first = sorted(row.line for row in spark.read.parquet(str(output)).collect())
-    send_lines(second, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, second)
     run()
     after_second = sorted(row.line for row in spark.read.parquet(str(output)).collect())
 
@@ -155,7 +154,7 @@ def test_max_records_per_trigger_bounds_every_batch(
     tmp_path: Path,
 ) -> None:
     stream = make_stream(2)
-    send_lines(events(250), stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, events(250))
     frame = read_kinesis(
         spark, source_config(stream, max_records_per_trigger=100), str(tmp_path / "checkpoint")
     )
@@ -236,12 +235,12 @@ def test_latest_survives_a_restart_before_the_first_commit(
     start after them and find later records past the batch's end)."""
     stream = make_stream(1)
     before = events(40)  # sent before the query starts: LATEST skips them
-    send_lines(before, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, before)
     cfg = source_config(stream, starting_position="LATEST")
     checkpoint = tmp_path / "checkpoint"
     frame = read_kinesis(spark, cfg, str(checkpoint))
     first = events(60, start=40)
-    send_lines(first, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, first)
     read_by_failed_attempt: list[str] = []
 
     def fail_after_reading(batch: DataFrame, batch_id: int) -> None:
@@ -262,7 +261,7 @@ def test_latest_survives_a_restart_before_the_first_commit(
     assert (checkpoint / "offsets" / "0").exists() and not (checkpoint / "commits" / "0").exists()
     restarted = read_kinesis(spark, cfg, str(checkpoint))
     later = events(30, start=100)  # records go on arriving
-    send_lines(later, stream=stream, endpoint_url=kinesis_endpoint, region=REGION, progress=False)
+    put_lines(kinesis_endpoint, stream, later)
 
     batches = run_available_now(restarted, checkpoint)
 
