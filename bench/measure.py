@@ -64,6 +64,19 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+SPAWN_HELPER = "jspawnhelper"
+
+
+def _command(pid: int) -> str:
+    """A process's program and first arguments, short."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(w.decode(errors="replace").rsplit("/", 1)[-1] for w in words[:3] if w)[:60]
+
+
 def tree_pids(root: int, table: dict[int, tuple[int, int, int]]) -> list[int]:
     """``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -87,14 +100,15 @@ class TreeSampler:
     """Samples a process tree every ``interval`` seconds: peak resident memory and CPU time used.
 
     Memory is the sum of VmRSS over the tree at one instant (shared pages counted per process, as
-    ``ps`` does). CPU time is the last value seen for each process of the tree, so a process that lives
-    less than one interval may be missed.
+    ``ps`` does), leaving out the JVM's spawn helper, which shares the JVM's memory. CPU time is the last
+    value seen for each process of the tree, so a process that lives less than one interval may be missed.
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_rss_kib = 0
+        self.peak_processes: list[tuple[int, str]] = []  # (VmRSS KiB, command) of each process at the peak
         self._cpu_ticks: dict[int, int] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -110,7 +124,12 @@ class TreeSampler:
     def sample(self) -> None:
         table = _proc_table()
         pids = tree_pids(self.pid, table)
-        self.peak_rss_kib = max(self.peak_rss_kib, sum(_rss_kib(pid) for pid in pids))
+        # The JVM starts each child process (Python workers, shell commands) through jspawnhelper, which
+        # runs in the JVM's own memory until it execs: its VmRSS is the JVM's again, counted once here.
+        sizes = {pid: _rss_kib(pid) for pid in pids if not _command(pid).startswith(SPAWN_HELPER)}
+        if sum(sizes.values()) > self.peak_rss_kib:
+            self.peak_rss_kib = sum(sizes.values())
+            self.peak_processes = sorted(((size, _command(pid)) for pid, size in sizes.items()), reverse=True)
         for pid in pids:
             self._cpu_ticks[pid] = table[pid][2]
 
@@ -161,6 +180,7 @@ class JobResult:
     returncode: int
     log: Path
     log_text: str = field(repr=False, default="")
+    peak_processes: list[tuple[int, str]] = field(repr=False, default_factory=list)  # (KiB, command)
 
 
 def run_job(cmd: Sequence[str], log: Path, timeout_s: float) -> JobResult:
@@ -185,7 +205,10 @@ def run_job(cmd: Sequence[str], log: Path, timeout_s: float) -> JobResult:
                 wall = time.perf_counter() - start
         finally:
             end_group(proc)  # leaves nothing behind (a JVM that outlived its driver, a worker)
-    return JobResult(wall, sampler.cpu_seconds, sampler.peak_rss_mib, proc.returncode, log, log.read_text())
+    return JobResult(
+        wall, sampler.cpu_seconds, sampler.peak_rss_mib, proc.returncode, log, log.read_text(),
+        sampler.peak_processes,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

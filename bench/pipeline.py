@@ -98,6 +98,8 @@ def job_row(name: str, result: JobResult, records: int) -> dict[str, float | str
         "events_per_s": round(records / result.wall_s),
         "us_per_event": round(result.wall_s / records * 1e6, 2),
         "peak_rss_mib": round(result.peak_rss_mib),
+        # what made up the peak: the largest processes then (MiB, command)
+        "peak_processes": [[round(kib / 1024), command] for kib, command in result.peak_processes[:4]],
     }
 
 
@@ -157,6 +159,8 @@ def report(result: dict) -> None:
             f"  {row['job']:42} {row['wall_s']:8.1f} {row['cpu_s']:7.0f} {row['events_per_s']:10,}"
             f" {row['us_per_event']:9.1f} {row['peak_rss_mib']:13,}"
         )
+        parts = ", ".join(f"{command} {mib:,}" for mib, command in row.get("peak_processes", []))
+        print(f"  {'':42} at the peak, MiB: {parts}")
     if "ratio" in result:
         print(f"  pipeline / bare: wall time {result['ratio']:.2f}, CPU time {result['cpu_ratio']:.2f}")
     for query, s in result["batches"].items():

@@ -375,6 +375,12 @@ class SparkConfig(_Section):
     shuffle_partitions: int = Field(
         default=4, ge=1, description="`spark.sql.shuffle.partitions`: partitions of the windowed state"
     )
+    state_store_memory_mb: int | None = Field(
+        default=256,
+        ge=16,
+        description="memory (MB) that all RocksDB state stores of one executor share for write buffers and "
+        "block cache (off the JVM heap); unset: each store takes RocksDB's own, unbounded",
+    )
     log_level: Literal["ERROR", "WARN", "INFO"] = Field(default="ERROR", description="Spark's own log level")
     conf: dict[str, str] = Field(
         default_factory=dict, description="more Spark settings (`key: value`), applied after mediapulse's own"

@@ -25,7 +25,8 @@ one consumer per shard. See docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -61,6 +62,29 @@ __all__ = [
 
 # The record log keeps entries this many record retentions long (a day by default).
 RECORDS_LOG_RETENTION_FACTOR = 24
+
+# The viewers query aggregates 16 rows per event into one HLL sketch per day and rollup level. Past
+# Spark's default of 128 sketches per task its aggregation sorts the whole batch first; at 500 k (about
+# 125 MB of sketches per task) it sorts only beyond that. Measured on 1 M events, warm, that query alone:
+# 24 s -> 16-18 s. The other aggregations keep the default, under which they were faster.
+VIEWERS_SESSION_CONF = {"spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "500000"}
+
+
+@contextmanager
+def session_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """Spark settings for the queries started inside: each query runs on a copy of the session made
+    when it starts, so the settings stay with it and the session gets its own values back."""
+    previous = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _millis(value: timedelta) -> int:
@@ -224,9 +248,12 @@ def start_viewers(
         .withWatermark("event_time", spark_interval(cfg.engagement.watermark))
         .transform(lambda events: daily_viewers_from_events(events, cfg.engagement.unique_viewers_lg_k))
     )
-    return (
+    writer = (
         _writer(rollups, VIEWERS, cfg, None if available_now else cfg.trigger.records_interval)
         .outputMode("update")
         .foreachBatch(BatchWriter(tuple(viewers_sinks(cfg, checkpoint_id, warehouse))))
-        .start()
     )
+    # A setting the config's spark.conf names is the operator's; else this query's own.
+    own = {key: value for key, value in VIEWERS_SESSION_CONF.items() if key not in cfg.spark.conf}
+    with session_conf(spark, own):
+        return writer.start()
