@@ -100,8 +100,9 @@ class TreeSampler:
     """Samples a process tree every ``interval`` seconds: peak resident memory and CPU time used.
 
     Memory is the sum of VmRSS over the tree at one instant (shared pages counted per process, as
-    ``ps`` does), leaving out the JVM's spawn helper, which shares the JVM's memory. CPU time is the last
-    value seen for each process of the tree, so a process that lives less than one interval may be missed.
+    ``ps`` does), leaving out a child that shares its parent's pages until it runs its own program (the
+    JVM's spawn helper, a fork that has not yet exec'd). CPU time is the last value seen for each process
+    of the tree, so a process that lives less than one interval may be missed.
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
@@ -124,9 +125,14 @@ class TreeSampler:
     def sample(self) -> None:
         table = _proc_table()
         pids = tree_pids(self.pid, table)
-        # The JVM starts each child process (Python workers, shell commands) through jspawnhelper, which
-        # runs in the JVM's own memory until it execs: its VmRSS is the JVM's again, counted once here.
-        sizes = {pid: _rss_kib(pid) for pid in pids if not _command(pid).startswith(SPAWN_HELPER)}
+        # The JVM starts each child process (Python workers, shell commands) through jspawnhelper; until
+        # the child has run its own program it shares the JVM's pages, so its VmRSS is the JVM's again.
+        commands = {pid: _command(pid) for pid in pids}
+        sizes = {
+            pid: _rss_kib(pid)
+            for pid in pids
+            if not commands[pid].startswith(SPAWN_HELPER) and commands[pid] != commands.get(table[pid][0])
+        }
         if sum(sizes.values()) > self.peak_rss_kib:
             self.peak_rss_kib = sum(sizes.values())
             self.peak_processes = sorted(((size, _command(pid)) for pid, size in sizes.items()), reverse=True)
