@@ -295,7 +295,7 @@ class CheckpointConfig(_Section):
     )
     records_retention: PositiveDuration = Field(
         default=timedelta(hours=1),
-        description="validated records (`<checkpoint>/records/`) are deleted once both of their readers "
+        description="validated records (`<checkpoint>/records/`) are deleted once every reader "
         "committed them and they are older than this",
     )
 
@@ -309,6 +309,11 @@ class TriggerConfig(_Section):
         default=timedelta(seconds=1),
         description="how often the event-log and engagement queries look for records newly validated by "
         "the ingest query: a record waits at most one source trigger plus this before it is aggregated",
+    )
+    viewers_interval: PositiveDuration = Field(
+        default=timedelta(minutes=1),
+        description="how often the viewers query brings the daily unique viewers up to date: a daily "
+        "figure, so a longer interval than the windows' spares the query's fixed cost per batch",
     )
 
 

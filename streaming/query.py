@@ -249,7 +249,7 @@ def start_viewers(
         .transform(lambda events: daily_viewers_from_events(events, cfg.engagement.unique_viewers_lg_k))
     )
     writer = (
-        _writer(rollups, VIEWERS, cfg, None if available_now else cfg.trigger.records_interval)
+        _writer(rollups, VIEWERS, cfg, None if available_now else cfg.trigger.viewers_interval)
         .outputMode("update")
         .foreachBatch(BatchWriter(tuple(viewers_sinks(cfg, checkpoint_id, warehouse))))
     )
