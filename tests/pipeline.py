@@ -67,6 +67,7 @@ def pipeline_config(root: Path, *overrides: str) -> AppConfig:
             f"checkpoint.path={root / 'checkpoints'}",
             f"metrics.path={root / 'metrics.jsonl'}",
             "trigger.interval=1 s",
+            "trigger.viewers_interval=1 s",  # not a minute: tests wait for every query to catch up
             *overrides,
         ],
         environ={},

@@ -34,6 +34,7 @@ def config_args(root) -> list[str]:
         "--set", f"checkpoint.path={root / 'checkpoints'}",
         "--set", f"metrics.path={root / 'metrics.jsonl'}",
         "--set", "trigger.interval=1 s",
+        "--set", "trigger.viewers_interval=1 s",
     ]  # fmt: skip
 
 
