@@ -281,8 +281,8 @@ class PricingConfig(_Model):
 class PlanningConfig(_Model):
     # Sustained events/s one executor core handles through parse, dedup, enrich and both aggregations.
     # An assumption until measured: replace it with the figure from a load test on the chosen instances.
-    # Measured: the full pipeline, long-running with a 10 s trigger, keeps up with just under 3,000
-    # events/s on 2 cores (docs/benchmarks.md); a backlog goes ~5,800 events/s per core.
+    # Measured: the full pipeline, long-running with a 10 s trigger, keeps up with 2,000 events/s on
+    # 2 cores and not with 3,000 (docs/benchmarks.md); a backlog goes ~5,800 events/s per core.
     events_per_second_per_core: int = Field(default=1_500, ge=1)
     headroom: float = Field(default=0.3, ge=0, le=5)  # spare capacity on shards and cores (0.3 = 30 %)
     stream_readers: int = Field(default=1, ge=1)  # queries that each read the whole stream: ingest only
