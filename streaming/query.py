@@ -183,6 +183,23 @@ def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return spark.readStream.schema(RECORD_SCHEMA).parquet(path)
 
 
+def _start_reader(
+    frame: DataFrame,
+    name: str,
+    cfg: AppConfig,
+    interval: timedelta | None,
+    writer: BatchWriter,
+    *,
+    mode: str,
+    conf: Mapping[str, str] | None = None,
+) -> StreamingQuery:
+    """Start a reader of the records: ``frame`` through ``writer`` each batch, with settings of its own
+    (``conf``) except those the config's ``spark.conf`` names, which are the operator's."""
+    own = {key: value for key, value in (conf or {}).items() if key not in cfg.spark.conf}
+    with session_conf(frame.sparkSession, own):
+        return _writer(frame, name, cfg, interval).outputMode(mode).foreachBatch(writer).start()
+
+
 def start_events(
     spark: SparkSession,
     cfg: AppConfig,
@@ -193,13 +210,10 @@ def start_events(
 ) -> StreamingQuery:
     """records -> the lake's event log and quarantine (and its counts by reason to ``metrics``)."""
     records = read_records(spark, cfg)
-    return (
-        _writer(records, EVENTS, cfg, None if available_now else cfg.trigger.records_interval)
-        .outputMode("append")
-        # A batch of records is a Parquet scan: each sink reading it again costs less than caching it.
-        .foreachBatch(BatchWriter(tuple(events_sinks(cfg, checkpoint_id, metrics)), persist=False))
-        .start()
-    )
+    # A batch of records is a Parquet scan: each sink reading it again costs less than caching it.
+    writer = BatchWriter(tuple(events_sinks(cfg, checkpoint_id, metrics)), persist=False)
+    interval = None if available_now else cfg.trigger.records_interval
+    return _start_reader(records, EVENTS, cfg, interval, writer, mode="append")
 
 
 def start_engagement(
@@ -221,12 +235,9 @@ def start_engagement(
             cfg.engagement.unique_viewers_lg_k,
         )
     )
-    return (
-        _writer(aggregates, ENGAGEMENT, cfg, None if available_now else cfg.trigger.records_interval)
-        .outputMode("update")
-        .foreachBatch(BatchWriter(tuple(engagement_sinks(cfg, checkpoint_id, warehouse)), prepare=stamp))
-        .start()
-    )
+    writer = BatchWriter(tuple(engagement_sinks(cfg, checkpoint_id, warehouse)), prepare=stamp)
+    interval = None if available_now else cfg.trigger.records_interval
+    return _start_reader(aggregates, ENGAGEMENT, cfg, interval, writer, mode="update")
 
 
 def start_viewers(
@@ -248,12 +259,6 @@ def start_viewers(
         .withWatermark("event_time", spark_interval(cfg.engagement.watermark))
         .transform(lambda events: daily_viewers_from_events(events, cfg.engagement.unique_viewers_lg_k))
     )
-    writer = (
-        _writer(rollups, VIEWERS, cfg, None if available_now else cfg.trigger.viewers_interval)
-        .outputMode("update")
-        .foreachBatch(BatchWriter(tuple(viewers_sinks(cfg, checkpoint_id, warehouse))))
-    )
-    # A setting the config's spark.conf names is the operator's; else this query's own.
-    own = {key: value for key, value in VIEWERS_SESSION_CONF.items() if key not in cfg.spark.conf}
-    with session_conf(spark, own):
-        return writer.start()
+    writer = BatchWriter(tuple(viewers_sinks(cfg, checkpoint_id, warehouse)))
+    interval = None if available_now else cfg.trigger.viewers_interval
+    return _start_reader(rollups, VIEWERS, cfg, interval, writer, mode="update", conf=VIEWERS_SESSION_CONF)
