@@ -276,7 +276,7 @@ def run_step(args: argparse.Namespace, rate: int) -> dict:
     )
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(BIN / "mediapulse"), "run", *set_args(settings)],
+            [str(BIN / "mediapulse"), "run", *(["-v"] if args.verbose else []), *set_args(settings)],
             cwd=ROOT,
             env=job_env(),
             stdout=out,
@@ -501,6 +501,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="processes generating traffic (default 1)")
     add_overrides_argument(parser, "config override for the app, e.g. --set source.max_files_per_trigger=20")
     parser.add_argument("--label", default="", help="a note stored with the results, e.g. 'before'")
+    parser.add_argument(
+        "--verbose", action="store_true", help="run the app with -v: each batch's phases in its log"
+    )
     parser.add_argument(
         "--keep-going", action="store_true", help="run every rate, not stop at the first miss"
     )

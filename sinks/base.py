@@ -51,7 +51,13 @@ def write_all(sinks: Sequence[Sink], batch: DataFrame, batch_id: int, *, count: 
 
 
 def write_all(
-    sinks: Sequence[Sink], batch: DataFrame, batch_id: int, *, persist: bool = True, count: bool = False
+    sinks: Sequence[Sink],
+    batch: DataFrame,
+    batch_id: int,
+    *,
+    persist: bool = True,
+    count: bool = False,
+    prepare: Callable[[DataFrame, int], DataFrame] | None = None,
 ) -> int | None:
     """Write every sink; with ``persist``, the batch is computed once and cached until all have written.
 
@@ -59,18 +65,24 @@ def write_all(
     that is a cheap file scan is faster read again by each sink than cached. With ``count``, the cached
     batch's rows are counted before the sinks write and the count is returned (a backfill reports it);
     without it no Spark job runs beyond the sinks' own.
+
+    ``prepare(batch, batch_id)`` (e.g. stamping the batch id) is applied after the batch is cached, so
+    its per-batch constants stay out of the code Spark generates for computing the batch itself (that
+    code is then the same every micro-batch, and compiled once).
     """
     if not persist:
         if count:
             raise ValueError("write_all counts a persisted batch only (counting would compute it again)")
+        frame = prepare(batch, batch_id) if prepare else batch
         for sink in sinks:
-            sink.write(batch, batch_id)
+            sink.write(frame, batch_id)
         return None
     batch.persist()
     try:
         rows = batch.count() if count else None
+        frame = prepare(batch, batch_id) if prepare else batch
         for sink in sinks:
-            sink.write(batch, batch_id)
+            sink.write(frame, batch_id)
         return rows
     finally:
         batch.unpersist()
@@ -85,5 +97,4 @@ class BatchWriter:
     persist: bool = True
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        frame = self.prepare(batch, batch_id) if self.prepare else batch
-        write_all(self.sinks, frame, batch_id, persist=self.persist)
+        write_all(self.sinks, batch, batch_id, persist=self.persist, prepare=self.prepare)

@@ -46,7 +46,10 @@ class LakeSink:
         frame = (
             self.prepare(batch)
             .withColumn("checkpoint_id", F.lit(self.checkpoint_id))
-            .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
+            # As text: a partition value is only a folder name (`batch_id=7`, read back as a number), and a
+            # numeric constant would be written into the code Spark generates for the write, which would
+            # then be compiled anew every micro-batch; a text constant is passed in by reference.
+            .withColumn("batch_id", F.lit(str(batch_id)))
         )
         try:
             remove_leftovers(frame.sparkSession, self.path)

@@ -163,6 +163,9 @@ class ProgressReporter(StreamingQueryListener):
                 self.durations[summary["query"]].append(summary["duration_ms"])
         if summary["input_rows"] or summary["late"]:
             log.info(format_line(summary))
+        if log.isEnabledFor(logging.DEBUG):  # where the batch's time went, for `run -v`
+            phases = " ".join(f"{k}={v}" for k, v in sorted((progress.durationMs or {}).items()))
+            log.debug("[%s] batch %s phases (ms): %s", summary["query"], summary["batch_id"], phases)
         if self.metrics is not None:
             started = datetime.fromisoformat(progress.timestamp)
             self.metrics.report(summary["query"], summary["batch_id"], started, health_figures(progress))

@@ -53,11 +53,18 @@ def validated_records(
     are all kept, with their raw text and reasons (the raw text of a valid event is not kept: the event
     columns hold it).
     """
+    # The arrival-time watermark is set on the raw records, before the parse: Spark's watermark operator
+    # then ends the stage that stamps each record's arrival (a per-batch constant), so the parse's own
+    # stage compiles to the same code every micro-batch and the JVM optimises it once. `arrival_time`,
+    # the raw `ingest_time` renamed, keeps the watermark for the deduplication below.
+    if raw.isStreaming:
+        raw = raw.withWatermark("ingest_time", spark_interval(dedup_retention))
     parsed = parse_events(raw, max_future_skew, event_types, platforms).transform(with_record_metrics)
     valid = F.size("reasons") == 0
     keyed = parsed.select(
         *[F.when(~valid, F.col(name)).alias(name) if name == "raw" else name for name in parsed.columns],
-        # Invalid records never collapse: each gets a key of its own.
+        # Invalid records never collapse: each gets a key of its own. (A random id is seeded anew every
+        # batch, so this small stage compiles every batch; the parse's stage, before it, does not.)
         F.when(valid, F.col("event_id")).otherwise(F.concat(F.lit("\u0000"), F.expr("uuid()"))).alias("_key"),
     )
     # By arrival: a record replayed from the quarantine keeps its original, older ingest_time.

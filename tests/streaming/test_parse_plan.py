@@ -15,8 +15,11 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from streaming.config import FilesSourceConfig
 from streaming.parse import parse_events, quarantined, valid_events
 from streaming.schema import RAW_SCHEMA
+from streaming.sources.files import read_files
+from streaming.transforms import validated_records
 
 # HotSpot does not JIT-compile a method of more bytecode than this (-XX:HugeMethodLimit); Spark's
 # generated code then runs in the interpreter, several times slower.
@@ -134,3 +137,50 @@ def test_a_record_is_parsed_once_in_a_streaming_query_with_deduplication(spark, 
 @pytest.mark.parametrize("path", ["parsed", "valid", "quarantined"])
 def test_compiled_methods_stay_small_enough_to_be_jit_compiled(spark, path):
     assert largest_compiled_method(PATHS[path](parsed(spark))) < JIT_METHOD_LIMIT
+
+
+def _parse_stage_code(query: Any) -> list[str]:
+    """The generated code of the whole-stage-compiled parts of the query's last batch that parse JSON."""
+    plan = query._jsq.streamingQuery().lastExecution().executedPlan()
+    return [
+        node.doCodeGen()._2().body()
+        for node in _plan_nodes(plan)
+        if node.nodeName().startswith("WholeStageCodegen") and any(map(_node_parses_json, _stage_nodes(node)))
+    ]
+
+
+def _stage_nodes(node: Any) -> Iterator[Any]:
+    """The nodes compiled into one whole-stage part: down to its inputs, not into the stages below."""
+    yield node
+    if node.nodeName() != "InputAdapter":
+        for child in _seq(node.children()):
+            yield from _stage_nodes(child)
+
+
+def _node_parses_json(node: Any) -> bool:
+    return any(_parses_json(e) for top in _seq(node.expressions()) for e in _expressions(top))
+
+
+def test_the_parse_compiles_to_the_same_code_every_micro_batch(spark, tmp_path):
+    """A per-batch constant (the batch's time as each record's arrival, a random seed) in the parse's
+    stage would make Spark compile that stage, and the JVM optimise it, again on every micro-batch."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = read_files(spark, FilesSourceConfig(path=str(folder)))
+    records = validated_records(raw, timedelta(hours=1), timedelta(minutes=10))
+    code = []
+    for batch in range(2):  # two runs of the query: two batches, each with its own batch time
+        (folder / f"{batch}.json").write_text(RECORD.replace('"e1"', f'"e{batch}"') + "\n")
+        query = (
+            records.writeStream.format("noop")
+            .option("checkpointLocation", str(tmp_path / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        try:
+            query.awaitTermination()
+            code.append(_parse_stage_code(query))
+        finally:
+            query.stop()
+    assert len(code[0]) == 1, "expected the parse in one whole-stage-compiled part"
+    assert code[0] == code[1]
