@@ -34,6 +34,11 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
         # took 7.3 s instead of 12.3 s without it); the state's size is still reported in bytes.
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.sql.streaming.noDataMicroBatches.enabled": "true",
+        # Spark keeps the code it compiled for a query's stages in a cache of 100 entries by default; the
+        # four queries need more, so every micro-batch compiled identical code again and the JVM had new
+        # classes to optimise each time: 75 compilations every 8 s with the default, 16 with 1000.
+        # Long-running at 2,000 records/s: 201 -> 181 CPU s, freshness p95 ~21 -> 15 s.
+        "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.speculation": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
