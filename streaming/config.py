@@ -178,7 +178,8 @@ SourceConfig = Annotated[
 class ValidationConfig(_Section):
     max_future_skew: PositiveDuration = Field(
         default=timedelta(hours=1),
-        description="events whose `event_time` is further ahead of their arrival (ingest time) are quarantined",
+        description="events whose `event_time` is further ahead of their arrival (ingest time) are "
+        "quarantined",
     )
     event_types: tuple[str, ...] = Field(
         default=EVENT_TYPES,

@@ -56,7 +56,8 @@ EVENT_FIELDS: tuple[Field, ...] = (
         True,
         "RFC 3339 string (`Z` or offset, optional fraction) or integer epoch milliseconds",
         "stored as UTC timestamp; unparseable is invalid (`bad_event_time`); more than "
-        "`validation.max_future_skew` ahead of the record's arrival (its ingest time) is invalid (`event_time_in_future`)",
+        "`validation.max_future_skew` ahead of the record's arrival (its ingest time) is invalid "
+        "(`event_time_in_future`)",
     ),
     Field("content_id", "id", True, _ID_TYPE, "joined with the content dimension"),
     Field("affiliate_id", "id", True, _ID_TYPE, ""),
@@ -112,7 +113,9 @@ REASON_CODES: dict[str, str] = {
     "unknown_event_type": "event_type is not one of `validation.event_types`",
     "unknown_platform": "platform is not one of `validation.platforms` (any case)",
     "bad_event_time": "event_time is neither an RFC 3339 string nor an integer of epoch milliseconds",
-    "event_time_in_future": "event_time is more than max_future_skew ahead of the record's arrival (ingest time)",
+    "event_time_in_future": (
+        "event_time is more than max_future_skew ahead of the record's arrival (ingest time)"
+    ),
     "bad_watch_ms": "watch_ms is missing, negative or not an integer on a progress/complete event",
 }
 
