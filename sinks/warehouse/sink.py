@@ -52,6 +52,10 @@ class WarehouseSink:
     the delay, which is what Spark computes for the next batch (a window ending at or before it is final).
     With ``daily_rows`` the batch's rows are themselves daily unique-viewer rows (the ``viewers`` query):
     they are merged into their table, and no engagement rows are loaded.
+
+    A batch without rows changes nothing in the warehouse and is not loaded: no staging, no transaction,
+    no ledger row (a stateful query runs such a batch after each data batch, only to move its watermark;
+    its ledger row would record no watermark either). A replay of it is just as empty.
     """
 
     name: str
@@ -62,23 +66,23 @@ class WarehouseSink:
     watermark_delay: timedelta | None = None
     daily_rows: bool = False
 
-    def stage(self, batch: DataFrame, batch_id: int) -> StagedBatch:
-        """Write the batch as Parquet under a prefix of this attempt's own: a replay, or a second driver
-        working on the same batch, never overwrites (or deletes) the files another attempt loads."""
+    def stage(self, batch: DataFrame, batch_id: int, rows: int) -> StagedBatch:
+        """Write the batch (of ``rows`` rows, at least one) as Parquet under a prefix of this attempt's
+        own: a replay, or a second driver working on the same batch, never overwrites (or deletes) the
+        files another attempt loads."""
         attempt = uuid.uuid4().hex[:16]
         uri = f"{self.staging_path.rstrip('/')}/{self.query}/batch_id={batch_id}/attempt={attempt}"
-        rows = batch.count()
         if self.daily_rows:
             daily = stamp(batch, batch_id).select(*DAILY.names())
-            only = _write_parquet(daily, f"{uri}/{DAILY.name}") if rows else ()
+            only = _write_parquet(daily, f"{uri}/{DAILY.name}")
             return StagedBatch(query=self.query, batch_id=batch_id, uri=uri, rows=rows, viewers_files=only)
         files = _write_parquet(batch.select(*COLUMN_NAMES), f"{uri}/engagement")
         viewers: tuple[str, ...] = ()
         watermark = None
-        if rows and self.daily_viewers is not None:
+        if self.daily_viewers is not None:
             daily = stamp(self.daily_viewers(batch), batch_id).select(*DAILY.names())
             viewers = _write_parquet(daily, f"{uri}/{DAILY.name}")
-        if rows and self.watermark_delay is not None:
+        if self.watermark_delay is not None:
             newest = batch.agg(F.unix_micros(F.max("last_event_time"))).first()[0]
             if newest is not None:
                 watermark = EPOCH + timedelta(microseconds=newest) - self.watermark_delay
@@ -94,7 +98,11 @@ class WarehouseSink:
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        staged = self.stage(batch, batch_id)
+        rows = batch.count()
+        if not rows:
+            log.debug("%s batch %d has no rows; nothing to load", self.query, batch_id)
+            return
+        staged = self.stage(batch, batch_id, rows)
         loading = time.monotonic()
         try:
             with self.open_warehouse() as warehouse:

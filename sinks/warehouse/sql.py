@@ -49,7 +49,7 @@ LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("batch_id", "bigint"),
     ("rows", "bigint"),
     ("committed_at", "timestamp"),
-    ("watermark", "timestamp"),  # the watermark the batch reached (null: a backfill, an empty batch)
+    ("watermark", "timestamp"),  # the watermark the batch reached (null: a backfill)
 )
 LEDGER_KEY: tuple[str, ...] = ("query_name", "batch_id")
 

@@ -130,6 +130,25 @@ def test_the_same_daily_viewers_batch_written_twice_changes_nothing(spark, tmp_p
     assert ledger(cfg) == [(f"viewers_{CHECKPOINT_ID}", 2)]
 
 
+def test_a_batch_without_rows_is_not_loaded_into_the_warehouse(spark, tmp_path):
+    """A stateful query's batch that only moves the watermark: no staging, no transaction, no ledger row."""
+    write_dimension(tmp_path, "T")
+    cfg = pipeline_config(tmp_path)
+    writer = BatchWriter(tuple(engagement_sinks(cfg, CHECKPOINT_ID)), prepare=stamp)
+    writer(spark.createDataFrame(rows(spark), AGGREGATE_SCHEMA), 4)
+    writer(spark.createDataFrame([], AGGREGATE_SCHEMA), 5)
+    viewers = BatchWriter(tuple(viewers_sinks(cfg, CHECKPOINT_ID)))
+    viewers(daily_viewers_from_events(spark.createDataFrame([], "event_time timestamp, content_id string, "
+        "affiliate_id string, placement string, platform string, user_id string")), 0)  # fmt: skip
+
+    assert ledger(cfg) == [(f"engagement_{CHECKPOINT_ID}", 4)]
+    assert {k: v["impressions"] for k, v in warehouse_rows(cfg).items()} == {
+        (START.replace(tzinfo=UTC), "c1", "a1", "home_hero", "web"): 10,
+        (START.replace(tzinfo=UTC), "c2", "a1", "home_hero", "ios"): 4,
+    }
+    assert not any(Path(cfg.staging_path).rglob("*.parquet"))
+
+
 def test_a_replayed_batch_replaces_its_own_lake_output(spark, tmp_path):
     write_dimension(tmp_path, "T")
     cfg = pipeline_config(tmp_path)

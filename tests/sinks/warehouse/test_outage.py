@@ -152,7 +152,8 @@ def test_a_60_s_outage_mid_run_pauses_the_stream_and_loses_nothing(
     lost = len(set(expected) - set(actual))
     assert lost == 0
     assert actual == expected
-    # Every batch of the engagement query is in the ledger exactly once, before and after the outage.
+    # Every engagement batch with rows is in the ledger exactly once, before and after the outage (a
+    # batch without rows, which only moves the watermark, is not loaded).
     with own_postgres.admin() as conn:
         ledger = conn.execute(
             f"SELECT query_name, batch_id, count(*) FROM {SCHEMA}.mediapulse_batches"
@@ -160,16 +161,17 @@ def test_a_60_s_outage_mid_run_pauses_the_stream_and_loses_nothing(
         ).fetchall()
     engagement = [batch for name, batch, _ in ledger if name.startswith("engagement")]
     assert all(count == 1 for _, _, count in ledger)
-    assert engagement == list(range(len(engagement)))
-    assert 0 < outage.batch_id < engagement[-1]
+    assert engagement == sorted(set(engagement))
+    assert 0 < outage.batch_id < engagement[-1] and outage.batch_id in engagement
     log.info(
         "outage survived: %.1f s inside engagement batch %d; %d retry attempts logged; %d window rows, "
-        "%d lost; ledger batches 0..%d once each",
+        "%d lost; ledger: %d batches with rows up to batch %d, each once",
         survived,
         outage.batch_id,
         len(attempts),
         len(actual),
         lost,
+        len(engagement),
         engagement[-1],
     )
 
