@@ -8,6 +8,9 @@ from pyspark.sql import DataFrame
 
 from streaming.durations import spark_interval
 
+# Where Spark keeps a column's watermark delay (EventTimeWatermark.delayKey).
+WATERMARK_DELAY_KEY = "spark.watermarkDelayMs"
+
 
 def deduplicate(events: DataFrame, time_column: str, within: timedelta, key: str = "event_id") -> DataFrame:
     """Keep the first row per ``key`` seen within ``within`` of ``time_column``'s watermark (set here,
@@ -26,7 +29,3 @@ def deduplicate(events: DataFrame, time_column: str, within: timedelta, key: str
 def has_watermark(frame: DataFrame, column: str) -> bool:
     """Whether ``column`` already carries an event-time watermark (set upstream, e.g. on raw records)."""
     return WATERMARK_DELAY_KEY in frame.schema[column].metadata
-
-
-# Where Spark keeps a column's watermark delay (EventTimeWatermark.delayKey).
-WATERMARK_DELAY_KEY = "spark.watermarkDelayMs"
