@@ -32,7 +32,8 @@ def test_two_attempts_at_one_batch_stage_under_their_own_prefixes(spark: SparkSe
     sink = WarehouseSink("warehouse", "engagement", str(tmp_path / "staging"), Recording)
     frame = engagement_frame(spark, 7)
 
-    first, second = sink.stage(frame, 7), sink.stage(frame, 7)  # a replay, or a second driver
+    rows = frame.count()
+    first, second = sink.stage(frame, 7, rows), sink.stage(frame, 7, rows)  # a replay, or a second driver
 
     assert first.uri != second.uri
     assert (
@@ -50,7 +51,7 @@ def test_a_load_removes_its_own_local_staging_only(spark: SparkSession, tmp_path
     warehouse = Recording()
     sink = WarehouseSink("warehouse", "engagement", str(tmp_path / "staging"), lambda: warehouse)
     frame = engagement_frame(spark, 3)
-    other = sink.stage(frame, 3)  # another attempt at the same batch, still in flight
+    other = sink.stage(frame, 3, frame.count())  # another attempt at the same batch, still in flight
 
     sink.write(frame, 3)
 
