@@ -87,28 +87,6 @@ def session_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]
                 spark.conf.set(key, value)
 
 
-# Spark's local property naming the fair-scheduler pool of the jobs a thread submits.
-POOL_PROPERTY = "spark.scheduler.pool"
-
-
-@contextmanager
-def scheduler_pool(spark: SparkSession, name: str) -> Iterator[None]:
-    """Run the jobs of the queries started inside in a fair-scheduler pool of their own (``name``).
-
-    A query's thread takes the starting thread's local properties, so every micro-batch of the query, its
-    foreachBatch writes included, is scheduled in the pool. With ``spark.scheduler.mode`` FAIR (set in
-    :mod:`streaming.session`) the pools share the cores task by task: a short ingest batch no longer waits
-    behind every task of a long viewers batch submitted before it, as it does when all jobs queue in one.
-    """
-    context = spark.sparkContext
-    previous = context.getLocalProperty(POOL_PROPERTY)
-    context.setLocalProperty(POOL_PROPERTY, name)
-    try:
-        yield
-    finally:
-        context.setLocalProperty(POOL_PROPERTY, previous)  # type: ignore[arg-type]  # None unsets it
-
-
 def _millis(value: timedelta) -> int:
     return round(value.total_seconds() * 1000)
 
@@ -182,7 +160,7 @@ def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
     records = validated_records(
         raw, checks.max_future_skew, cfg.dedup.retention, checks.event_types, checks.platforms
     )
-    writer = (
+    return (
         _writer(records, INGEST, cfg, None if available_now else cfg.trigger.interval)
         .outputMode("append")
         .format("parquet")
@@ -191,9 +169,8 @@ def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
         # Metadata-log entries of files older than this are dropped at compaction, so the log its readers
         # list on every trigger stays small; the files themselves go after records_retention.
         .option("retention", f"{_millis(cfg.checkpoint.records_retention) * RECORDS_LOG_RETENTION_FACTOR}ms")
+        .start()
     )
-    with scheduler_pool(spark, INGEST):
-        return writer.start()
 
 
 def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
@@ -219,7 +196,7 @@ def _start_reader(
     """Start a reader of the records: ``frame`` through ``writer`` each batch, with settings of its own
     (``conf``) except those the config's ``spark.conf`` names, which are the operator's."""
     own = {key: value for key, value in (conf or {}).items() if key not in cfg.spark.conf}
-    with session_conf(frame.sparkSession, own), scheduler_pool(frame.sparkSession, name):
+    with session_conf(frame.sparkSession, own):
         return _writer(frame, name, cfg, interval).outputMode(mode).foreachBatch(writer).start()
 
 

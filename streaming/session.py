@@ -39,10 +39,6 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
         # classes to optimise each time: 75 compilations every 8 s with the default, 16 with 1000.
         # Long-running at 2,000 records/s: 201 -> 181 CPU s, freshness p95 ~21 -> 15 s.
         "spark.sql.codegen.cache.maxEntries": "1000",
-        # Each query's jobs run in a pool of their own (streaming.query.scheduler_pool), and the pools
-        # share the cores task by task instead of first come, first served: at 2,000 records/s the ingest
-        # batch that met a viewers batch took 4.2 s instead of 1 s, waiting behind its tasks.
-        "spark.scheduler.mode": "FAIR",
         "spark.speculation": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

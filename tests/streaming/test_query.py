@@ -6,7 +6,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from streaming.query import POOL_PROPERTY, VIEWERS_SESSION_CONF, scheduler_pool, session_conf
+from streaming.query import VIEWERS_SESSION_CONF, session_conf
 
 PARTITIONS = "spark.sql.shuffle.partitions"
 
@@ -48,31 +48,3 @@ def test_a_setting_unset_before_is_unset_again(spark: SparkSession) -> None:
     with session_conf(spark, VIEWERS_SESSION_CONF):
         assert spark.conf.get(key) == VIEWERS_SESSION_CONF[key]
     assert spark.conf.get(key, None) is None
-
-
-def test_a_query_started_in_a_scheduler_pool_runs_its_batches_and_their_writes_there(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    """FAIR scheduling with one pool per query (streaming.session, streaming.query.scheduler_pool)."""
-    assert spark.sparkContext.getConf().get("spark.scheduler.mode") == "FAIR"
-    source = tmp_path / "in"
-    source.mkdir()
-    (source / "a.json").write_text("\n".join(json.dumps({"k": k}) for k in range(5)))
-    seen: list[tuple[str | None, int]] = []
-
-    def write(batch, batch_id: int) -> None:  # runs on the query's thread, as foreachBatch sinks do
-        seen.append((batch.sparkSession.sparkContext.getLocalProperty(POOL_PROPERTY), batch.count()))
-
-    writer = (
-        spark.readStream.schema("k int").json(str(source)).writeStream.foreachBatch(write)
-        .option("checkpointLocation", str(tmp_path / "checkpoint")).trigger(availableNow=True)
-    )  # fmt: skip
-    assert spark.sparkContext.getLocalProperty(POOL_PROPERTY) is None
-    with scheduler_pool(spark, "pool_probe"):
-        query = writer.start()
-    assert spark.sparkContext.getLocalProperty(POOL_PROPERTY) is None  # the starting thread's is restored
-    query.awaitTermination(120)
-    query.stop()
-
-    assert seen == [("pool_probe", 5)]
-    assert spark.sparkContext._jsc.sc().getPoolForName("pool_probe").isDefined()  # its jobs were there
