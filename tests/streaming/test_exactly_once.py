@@ -21,6 +21,11 @@ from tests.pipeline import pipeline_config, warehouse_query, warehouse_rows
 CHECKPOINT_ID = "c0ffee"
 DIM_HEADER = "content_id,title,category,content_type,duration_s,publisher,published_at\n"
 AGGREGATE_SCHEMA = engagement_schema("window", "group", "attribute", "metric", "sketch", "latest", "rate")
+# The event columns the daily unique viewers are rolled up from.
+VIEWER_EVENTS = (
+    "event_time timestamp, content_id string, affiliate_id string, placement string, platform string, "
+    "user_id string"
+)
 
 START = datetime(2026, 11, 1, 10, 0)
 END = START + timedelta(minutes=5)
@@ -106,8 +111,7 @@ def test_the_same_daily_viewers_batch_written_twice_changes_nothing(spark, tmp_p
     users = [("c1", "web", f"u{n}") for n in range(1, 8)] + [("c2", "ios", f"u{n}") for n in range(5, 8)]
     events = spark.createDataFrame(
         [(START + timedelta(minutes=1), c, "a1", "home_hero", platform, user) for c, platform, user in users],
-        "event_time timestamp, content_id string, affiliate_id string, placement string, platform string, "
-        "user_id string",
+        VIEWER_EVENTS,
     )
     writer = BatchWriter(tuple(viewers_sinks(cfg, CHECKPOINT_ID)))
     batch = daily_viewers_from_events(events)
@@ -138,8 +142,7 @@ def test_a_batch_without_rows_is_not_loaded_into_the_warehouse(spark, tmp_path):
     writer(spark.createDataFrame(rows(spark), AGGREGATE_SCHEMA), 4)
     writer(spark.createDataFrame([], AGGREGATE_SCHEMA), 5)
     viewers = BatchWriter(tuple(viewers_sinks(cfg, CHECKPOINT_ID)))
-    viewers(daily_viewers_from_events(spark.createDataFrame([], "event_time timestamp, content_id string, "
-        "affiliate_id string, placement string, platform string, user_id string")), 0)  # fmt: skip
+    viewers(daily_viewers_from_events(spark.createDataFrame([], VIEWER_EVENTS)), 0)
 
     assert ledger(cfg) == [(f"engagement_{CHECKPOINT_ID}", 4)]
     assert {k: v["impressions"] for k, v in warehouse_rows(cfg).items()} == {
