@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# mediapulse runtime image: Python 3.11, a headless Java 17 runtime, and the app with its dependencies in
+# mediapulse runtime image: Python 3.11, a headless Java 17 runtime, and the app (its record validator
+# compiled in the builder stage) with its dependencies in
 # a virtualenv, every one pinned by constraints.txt and downloaded from the public index. No secrets are
 # baked in: credentials come from the environment at run time.
 #
@@ -18,26 +19,34 @@
 # `USER root`, copy /dist/*.whl from this file's builder stage (`docker build --target builder`) and the
 # constraints.txt of `mediapulse emr package --no-upload` (the runtime closure without pyspark and py4j),
 # `pip install -r constraints.txt` then `pip install --no-deps` the wheel into the image's Python, and
-# end with `USER hadoop:hadoop`. Do not install pyspark there: the base image's Spark provides it.
+# end with `USER hadoop:hadoop`. Submit the job with the wheel's record validator on the classpath:
+# `--jars local://<site-packages>/streaming/java/mediapulse-validator.jar`. Do not install pyspark there: the base image's Spark provides it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
+# The record validator (streaming/java) is compiled against PySpark's jars: a JDK in this stage only.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY constraints.txt ./
-# hatchling's version comes from constraints.txt, like every other package's.
+# hatchling's and pyspark's versions come from constraints.txt, like every other package's.
 # hadolint ignore=DL3013
-RUN python -m pip install --constraint constraints.txt hatchling
+RUN python -m pip install --constraint constraints.txt hatchling \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --constraint constraints.txt pyspark
 COPY pyproject.toml README.md ./
 COPY config ./config
 COPY streaming ./streaming
 COPY sinks ./sinks
 COPY bootstrap ./bootstrap
 COPY devtools ./devtools
-RUN python -m pip wheel --no-deps --no-build-isolation . -w /dist \
-    && python -m venv /opt/venv \
+RUN /opt/venv/bin/python -m streaming.validator_jar \
+    && python -m pip wheel --no-deps --no-build-isolation . -w /dist \
     && /opt/venv/bin/pip install --constraint constraints.txt /dist/mediapulse-*.whl \
     && /opt/venv/bin/pip freeze > /opt/venv/requirements.lock
 

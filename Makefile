@@ -24,13 +24,14 @@ help: ## list the commands
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
-	@command -v java >/dev/null || { echo "java not found: install a Java 17 runtime (openjdk-17-jre-headless)" >&2; exit 1; }
+	@command -v javac >/dev/null || [ -x "$${JAVA_HOME:-/nonexistent}/bin/javac" ] || { echo "javac not found: install a Java 17 JDK (openjdk-17-jdk-headless); it compiles the record validator" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==24.3.1"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m streaming.validator_jar
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the app with its pinned dependencies
+install: $(VENV)/.installed ## create .venv, install the app with its pinned dependencies, build the record validator
 
 data/incoming:
 	$(BIN)/mediapulse simulate --out data/incoming --events $(EVENTS)

@@ -1,6 +1,7 @@
 """Build the app's wheel, pin its dependencies, and upload one versioned release to the artifacts prefix.
 
-A release is ``<emr.artifacts>/<version>/`` holding the wheel, ``constraints.txt``, ``wheelhouse.tar``
+A release is ``<emr.artifacts>/<version>/`` holding the wheel, the record validator's jar (also inside
+the wheel; ``spark-submit --jars`` takes it from here), ``constraints.txt``, ``wheelhouse.tar``
 (every pinned dependency as a wheel built for the nodes' platform), ``install.sh`` (the bootstrap
 action), ``emr_entry.py`` (the step's driver script) and the config file. Every object is written with
 SSE-KMS under the configured key. The nodes install from the wheelhouse only: no package index is
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from bootstrap.cluster import (
     CONSTRAINTS,
     ENTRY_SCRIPT,
     INSTALL_SCRIPT,
+    VALIDATOR_JAR,
     WHEELHOUSE,
     Release,
     s3_split,
@@ -72,8 +75,15 @@ def app_version() -> str:
 
 
 def build_wheel(root: Path, out_dir: Path) -> Path:
-    """``pip wheel --no-deps`` the project; offline when the build backend is already installed."""
+    """``pip wheel --no-deps`` the project, with the record validator's jar built first; offline when the
+    build backend is already installed."""
+    from streaming import validator_jar
+
     version, _ = project_metadata(root)
+    try:
+        validator_jar.ensure_built()
+    except validator_jar.ValidatorJarError as error:
+        raise PackagingError(str(error)) from error
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q"]
     if importlib.util.find_spec("hatchling") is not None:
@@ -91,6 +101,20 @@ def build_wheel(root: Path, out_dir: Path) -> Path:
 class Pins:
     lines: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+
+
+def validator_jar_of(wheel: Path, out_dir: Path) -> Path:
+    """The record validator's jar inside ``wheel``, copied to ``out_dir`` (the release ships both)."""
+    member = f"streaming/java/{VALIDATOR_JAR}"
+    with zipfile.ZipFile(wheel) as archive:
+        if member not in archive.namelist():
+            raise PackagingError(
+                f"{wheel.name} has no {member}: build the wheel from a checkout after `make install` "
+                "(or let `emr package` build it)"
+            )
+        jar = out_dir / VALIDATOR_JAR
+        jar.write_bytes(archive.read(member))
+    return jar
 
 
 def pinned_requirements(dependencies: Iterable[str], exclude: Iterable[str] = PROVIDED_BY_EMR) -> Pins:
@@ -329,6 +353,7 @@ def package(
     check_wheelhouse(wheelhouse, pins, platform)
     files = {
         built.name: built,
+        VALIDATOR_JAR: validator_jar_of(built, folder),
         CONSTRAINTS: constraints,
         WHEELHOUSE: wheelhouse,
         INSTALL_SCRIPT: HERE / INSTALL_SCRIPT,

@@ -23,6 +23,8 @@ INSTALL_SCRIPT = "install.sh"
 ENTRY_SCRIPT = "emr_entry.py"
 CONSTRAINTS = "constraints.txt"
 WHEELHOUSE = "wheelhouse.tar"
+# The record validator, taken from the wheel: spark-submit puts it on the driver's and executors' classpath.
+VALIDATOR_JAR = "mediapulse-validator.jar"
 AM_MAX_ATTEMPTS = "yarn.resourcemanager.am.max-attempts"
 KILL_STEP_SUFFIX = "-kill"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
@@ -177,7 +179,7 @@ def spark_submit_args(
     conf.update(spark.conf)
     args = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn", "--name", cfg.app_name]
     # YARN copies the config next to the driver, so the app reads it by its bare name.
-    args += ["--files", release.config_uri]
+    args += ["--files", release.config_uri, "--jars", release.uri(VALIDATOR_JAR)]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     args += [release.uri(ENTRY_SCRIPT), command[0], "--config", release.config_name, *command[1:]]

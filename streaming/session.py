@@ -6,8 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from streaming import validator_jar
 from streaming.config import SparkConfig
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -53,6 +55,11 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
     if cfg.master and cfg.master.startswith("local"):
         settings["spark.ui.enabled"] = "false"
     settings.update(cfg.conf)
+    if SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # This process starts Spark's JVM: the record validator joins its classpath here. Under
+        # spark-submit (EMR) the JVM runs already and the step passes the jar with --jars.
+        jars = [j for j in settings.get("spark.jars", "").split(",") if j]
+        settings["spark.jars"] = ",".join([*jars, str(validator_jar.ensure_built())])
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

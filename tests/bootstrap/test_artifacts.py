@@ -161,3 +161,20 @@ def test_package_refuses_a_pin_below_a_known_fix(
     monkeypatch.setattr(artifacts, "pinned_requirements", lambda _: Pins(("requests==2.32.3",)))
     with pytest.raises(PackagingError, match=r"requests==2.32.3 is below requests>=2.33.0 \(CVE-2026-25645"):
         package(prod_config(), PROD, dist_dir=tmp_path, wheel=built_wheel, upload=False, out=io.StringIO())
+
+
+def test_the_wheel_ships_the_record_validator_compiled_and_not_its_source(built_wheel: Path):
+    import zipfile
+
+    with zipfile.ZipFile(built_wheel) as wheel:
+        names = wheel.namelist()
+        jar = wheel.read("streaming/java/mediapulse-validator.jar")
+    assert not [name for name in names if name.endswith(".java")]
+    with zipfile.ZipFile(io.BytesIO(jar)) as classes:
+        assert "mediapulse/RecordValidator.class" in classes.namelist()
+
+
+def test_a_wheel_without_the_record_validator_is_refused(tmp_path: Path):
+    wheel = make_wheel(tmp_path, "mediapulse", "0.1.0")
+    with pytest.raises(artifacts.PackagingError, match=r"has no streaming/java/mediapulse-validator\.jar"):
+        artifacts.validator_jar_of(wheel, tmp_path)

@@ -181,6 +181,7 @@ def test_step_runs_spark_submit_in_cluster_mode_with_streaming_settings():
     assert conf["spark.pyspark.python"] == "/opt/mediapulse/venv/bin/python"
     files = args[args.index("--files") + 1]
     assert files == CONFIG_URI
+    assert args[args.index("--jars") + 1] == "s3://mediapulse-prod-artifacts/emr/0.1.0/mediapulse-validator.jar"
     entry = args.index("s3://mediapulse-prod-artifacts/emr/0.1.0/emr_entry.py")
     assert args[entry + 1 :] == [
         "run", "--config", "emr.yaml",

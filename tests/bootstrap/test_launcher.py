@@ -104,6 +104,7 @@ def test_package_uploads_every_release_file_with_sse_kms(aws: Clients, packaged:
     _, key_arn, result = packaged
     expected = {
         "mediapulse-0.1.0-py3-none-any.whl",
+        "mediapulse-validator.jar",
         "constraints.txt",
         "wheelhouse.tar",
         "install.sh",

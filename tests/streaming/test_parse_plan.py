@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from streaming.config import FilesSourceConfig
-from streaming.parse import parse_events, quarantined, valid_events
+from streaming.parse import VALIDATOR_FUNCTION, parse_events, quarantined, valid_events
 from streaming.schema import RAW_SCHEMA
 from streaming.sources.files import read_files
 from streaming.transforms import validated_records
@@ -74,6 +74,9 @@ def _expressions(expression: Any) -> Iterator[Any]:
 
 def _parses_json(expression: Any) -> bool:
     name = expression.getClass().getSimpleName()
+    if name == "ScalaUDF":  # the record validator, or another function of the JVM
+        udf_name = expression.udfName()
+        return bool(udf_name.isDefined() and udf_name.get().startswith(VALIDATOR_FUNCTION))
     if name == "StaticInvoke":  # try_parse_json, once the optimizer has replaced it
         return expression.functionName() == "parseJson"
     return name in {"ParseJson", "JsonToStructs", "JsonTuple", "GetJsonObject", "SchemaOfJson"}

@@ -1,0 +1,42 @@
+"""Building the record validator's jar from its Java source (javac against the installed Spark)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from streaming import validator_jar
+from streaming.validator_jar import ValidatorJarError
+
+
+def test_the_jar_is_built_from_the_sources_and_rebuilt_only_when_they_change(tmp_path: Path):
+    jar = validator_jar.build(tmp_path / "validator.jar")
+    with zipfile.ZipFile(jar) as archive:
+        assert "mediapulse/RecordValidator.class" in archive.namelist()
+    assert validator_jar.is_current(jar)
+    built = jar.stat().st_mtime_ns
+    assert validator_jar.ensure_built(jar) == jar and jar.stat().st_mtime_ns == built
+    newest = max(source.stat().st_mtime for source in validator_jar.sources())
+    os.utime(jar, (newest - 10, newest - 10))  # older than a source: built again
+    assert not validator_jar.is_current(jar)
+    validator_jar.ensure_built(jar)
+    assert validator_jar.is_current(jar)
+
+
+def test_without_a_jdk_the_build_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    with pytest.raises(ValidatorJarError, match=r"javac not found.*openjdk-17-jdk-headless"):
+        validator_jar.build(tmp_path / "validator.jar")
+    assert not (tmp_path / "validator.jar").exists()
+
+
+def test_an_installation_without_sources_or_jar_names_the_missing_jar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(validator_jar, "SOURCE_DIR", tmp_path / "java")
+    with pytest.raises(ValidatorJarError, match=r"validator\.jar is missing from this installation"):
+        validator_jar.ensure_built(tmp_path / "validator.jar")
