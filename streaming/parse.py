@@ -127,9 +127,9 @@ def _register(spark: SparkSession, event_types: tuple[str, ...], platforms: tupl
     validator_class = functools.reduce(getattr, CLASS_NAME.split("."), jvm)
     if not isinstance(validator_class, JavaClass):  # py4j's answer for a class it cannot load
         raise ValidatorJarError(
-            f"the record validator ({CLASS_NAME}) is not on Spark's classpath: a session started under "
-            f"spark-submit needs its jar, {validator_jar.JAR.name}, passed with --jars "
-            f"(this installation's copy: {validator_jar.JAR})"
+            f"the record validator ({CLASS_NAME}) is not on Spark's classpath: a session this process "
+            f"starts adds {validator_jar.JAR} (built by `make install`, which needs a JDK); under "
+            f"spark-submit pass that jar with --jars"
         )
     validator = validator_class(
         [f.name for f in EVENT_FIELDS],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from streaming import validator_jar
 from streaming.config import SparkConfig
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+log = logging.getLogger(__name__)
 
 
 def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSession:
@@ -58,8 +61,14 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
     if SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
         # This process starts Spark's JVM: the record validator joins its classpath here. Under
         # spark-submit (EMR) the JVM runs already and the step passes the jar with --jars.
-        jars = [j for j in settings.get("spark.jars", "").split(",") if j]
-        settings["spark.jars"] = ",".join([*jars, str(validator_jar.ensure_built())])
+        try:
+            jar = str(validator_jar.ensure_built())
+        except validator_jar.ValidatorJarError as error:
+            # Commands that read no records (top, report, ...) run without it; parsing stops with the error.
+            log.warning("%s", error)
+        else:
+            jars = [j for j in settings.get("spark.jars", "").split(",") if j]
+            settings["spark.jars"] = ",".join([*jars, jar])
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -37,8 +37,10 @@ def sources() -> list[Path]:
     return sorted(SOURCE_DIR.rglob("*.java"))
 
 
-def is_current(jar: Path = JAR) -> bool:
-    """Whether ``jar`` exists and is newer than every source file (a wheel ships no sources: current)."""
+def is_current(jar: Path | None = None) -> bool:
+    """Whether ``jar`` (:data:`JAR`) exists and is newer than every source file (a wheel ships no
+    sources: current)."""
+    jar = jar or JAR
     if not jar.is_file():
         return False
     built = jar.stat().st_mtime
@@ -67,8 +69,9 @@ def _spark_jars() -> Path:
     return jars
 
 
-def build(jar: Path = JAR) -> Path:
-    """Compile the validator against the installed Spark and write ``jar``; returns its path."""
+def build(jar: Path | None = None) -> Path:
+    """Compile the validator against the installed Spark and write ``jar`` (:data:`JAR`); its path."""
+    jar = jar or JAR
     if not sources():
         raise ValidatorJarError(f"no validator sources under {SOURCE_DIR} (a wheel holds only the jar)")
     with tempfile.TemporaryDirectory(prefix="mediapulse-validator-") as tmp:
@@ -92,8 +95,9 @@ def build(jar: Path = JAR) -> Path:
     return jar
 
 
-def ensure_built(jar: Path = JAR) -> Path:
-    """The jar, built first when a source checkout's sources are newer (or it is missing)."""
+def ensure_built(jar: Path | None = None) -> Path:
+    """The jar (:data:`JAR`), built first when a source checkout's sources are newer (or it is missing)."""
+    jar = jar or JAR
     if is_current(jar):
         return jar
     if not sources():

@@ -103,4 +103,4 @@ def test_the_validator_agrees_with_the_oracle_on_generated_records(spark):
                 disagreements.append((record, typed, expected))
     assert not disagreements, f"{len(disagreements)} of {len(records)} differ, e.g. {disagreements[:5]}"
     valid = sum(not row.reasons for row in rows)
-    assert 200 < valid < len(records) - 200, f"{valid} valid of {len(records)}: the generator should make both"
+    assert 200 < valid < len(records) - 200, f"{valid} valid of {len(records)}: want both kinds"
