@@ -52,24 +52,22 @@ from streaming.schema import (
     REPLAY_FIELD,
     REPLAY_FOLDER,
     WATCHED_EVENT_TYPES,
-    Kind,
+    Field,
 )
 from streaming.validator_jar import CLASS_NAME, ValidatorJarError
 
 # The SQL function the validator is registered as (plus a digest of the accepted values it checks).
 VALIDATOR_FUNCTION = "mediapulse_validate"
-# What the validator returns per field kind: an event time as epoch microseconds, integers as 64 bits.
-_RETURNED: dict[Kind, T.DataType] = {
-    "id": T.StringType(),
-    "enum": T.StringType(),
-    "event_time": T.LongType(),
-    "watch_ms": T.LongType(),
-    "string": T.StringType(),
-    "integer": T.LongType(),
-}
+
+def _returned(field: Field) -> T.DataType:
+    """What the validator returns for a field: its stored type, but an event time in epoch microseconds."""
+    stored = EVENT_SCHEMA[field.name].dataType
+    return T.LongType() if isinstance(stored, T.TimestampType) else stored
+
+
 _CHECKED = T.StructType(
     [
-        *(T.StructField(f.name, _RETURNED[f.kind]) for f in EVENT_FIELDS),
+        *(T.StructField(f.name, _returned(f)) for f in EVENT_FIELDS),
         T.StructField("reasons", T.ArrayType(T.StringType(), False), False),
         T.StructField("replay_source", T.StringType()),
         T.StructField("replay_ingest_time_us", T.LongType()),
