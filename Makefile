@@ -17,7 +17,7 @@ BENCH_EVENTS ?= 1000000 5000000
 BENCH_RATES ?= 25000 50000 75000 100000
 BENCH_SECONDS ?= 120
 
-.PHONY: help install run simulate top report test lint bench bench-sustained docs clean run-kinesis
+.PHONY: help install run simulate top report test lint bench bench-parse bench-sustained docs clean run-kinesis
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,9 +60,13 @@ lint: install ## ruff over the code; refuse installs from a local path or file U
 	$(BIN)/ruff check streaming sinks bootstrap devtools tests bench scripts
 	$(BIN)/python scripts/check_public_installs.py
 
-bench: install ## cold runs on BENCH_EVENTS events vs the bare Spark job, then bench-sustained (docs/benchmarks.md)
+bench: install ## cold runs on BENCH_EVENTS events vs the bare Spark job, bench-parse, then bench-sustained (docs/benchmarks.md)
 	$(BIN)/python bench/pipeline.py --events $(BENCH_EVENTS)
+	$(MAKE) --no-print-directory bench-parse
 	$(MAKE) --no-print-directory bench-sustained
+
+bench-parse: install ## validation against Spark's JSON reader, warm, in one JVM, on 1 M records
+	$(BIN)/python bench/parse.py --events 1000000 --rounds 3
 
 bench-sustained: install ## long-running: files arrive at each of BENCH_RATES events/s for BENCH_SECONDS s
 	$(BIN)/python bench/sustained.py --rates $(BENCH_RATES) --duration $(BENCH_SECONDS) --jobs 2
