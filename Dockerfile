@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # mediapulse runtime image: Python 3.11, a headless Java 17 runtime, and the app (its record validator
-# compiled in the builder stage) with its dependencies in
-# a virtualenv, every one pinned by constraints.txt and downloaded from the public index. No secrets are
-# baked in: credentials come from the environment at run time.
+# compiled in the builder stage) with its dependencies in a virtualenv, every one pinned by
+# constraints.txt and downloaded from the public index. No secrets are baked in: credentials come from
+# the environment at run time.
 #
 # Local use (the default command drains config/local.yaml's inputs under /app/data, then exits):
 #   docker build -t mediapulse .
@@ -19,8 +19,9 @@
 # `USER root`, copy /dist/*.whl from this file's builder stage (`docker build --target builder`) and the
 # constraints.txt of `mediapulse emr package --no-upload` (the runtime closure without pyspark and py4j),
 # `pip install -r constraints.txt` then `pip install --no-deps` the wheel into the image's Python, and
-# end with `USER hadoop:hadoop`. Submit the job with the wheel's record validator on the classpath:
-# `--jars local://<site-packages>/streaming/java/mediapulse-validator.jar`. Do not install pyspark there: the base image's Spark provides it.
+# end with `USER hadoop:hadoop`. Do not install pyspark there: the base image's Spark provides it. Submit
+# the job with the wheel's record validator on the classpath:
+# `--jars local://<site-packages>/streaming/java/mediapulse-validator.jar`.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -40,6 +40,7 @@ from bootstrap.cluster import (
     wheel_filename,
 )
 from bootstrap.settings import EmrConfig, emr_settings
+from streaming import validator_jar
 
 if TYPE_CHECKING:
     from streaming.config import AppConfig
@@ -77,8 +78,6 @@ def app_version() -> str:
 def build_wheel(root: Path, out_dir: Path) -> Path:
     """``pip wheel --no-deps`` the project, with the record validator's jar built first; offline when the
     build backend is already installed."""
-    from streaming import validator_jar
-
     version, _ = project_metadata(root)
     try:
         validator_jar.ensure_built()

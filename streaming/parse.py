@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from py4j.java_gateway import JavaClass
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -58,6 +58,7 @@ from streaming.validator_jar import CLASS_NAME, ValidatorJarError
 
 # The SQL function the validator is registered as (plus a digest of the accepted values it checks).
 VALIDATOR_FUNCTION = "mediapulse_validate"
+
 
 def _returned(field: Field) -> T.DataType:
     """What the validator returns for a field: its stored type, but an event time in epoch microseconds."""
@@ -102,18 +103,21 @@ def parse_events(
         "ingest_time",
         F.call_function(validate, value, replayed, limit_us).alias("_checked"),
     )
-    fields = {f.name: F.col(f"_checked.{f.name}") for f in EVENT_FIELDS}
-    times = {f.name: F.timestamp_micros(fields[f.name]) for f in EVENT_FIELDS if f.kind == "event_time"}
-    fields.update(times)
     original_ingest = F.timestamp_micros("_checked.replay_ingest_time_us")
     return checked.select(
-        *(column.alias(name) for name, column in fields.items()),
+        *(_typed(f).alias(f.name) for f in EVENT_FIELDS),
         F.coalesce("_checked.replay_source", "source").alias("source"),
         F.coalesce(original_ingest, "ingest_time").alias("ingest_time"),
         F.col("ingest_time").alias("arrival_time"),
         "raw",
         F.col("_checked.reasons").alias("reasons"),
     )
+
+
+def _typed(field: Field) -> Column:
+    """A field as the validator returned it, an event time turned back into a timestamp."""
+    column = F.col(f"_checked.{field.name}")
+    return F.timestamp_micros(column) if field.kind == "event_time" else column
 
 
 def _register(spark: SparkSession, event_types: tuple[str, ...], platforms: tuple[str, ...]) -> str:

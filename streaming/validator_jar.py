@@ -83,15 +83,15 @@ def build(jar: Path | None = None) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ValidatorJarError(f"javac failed to build the record validator:\n{result.stderr.strip()}")
-        staged = Path(tmp) / jar.name
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        staged = jar.with_name(f".{jar.name}.{os.getpid()}")  # beside the jar: the rename is atomic
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as archive:
             manifest = zipfile.ZipInfo("META-INF/MANIFEST.MF", _ZIP_TIME)
             archive.writestr(manifest, "Manifest-Version: 1.0\r\n\r\n")
             for path in sorted(classes.rglob("*.class")):
                 entry = zipfile.ZipInfo(path.relative_to(classes).as_posix(), _ZIP_TIME)
                 archive.writestr(entry, path.read_bytes())
-        jar.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staged, jar)  # whole or not at all
+        os.replace(staged, jar)  # whole or not at all, also with another process building at once
     return jar
 
 

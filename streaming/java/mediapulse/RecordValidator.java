@@ -135,11 +135,6 @@ public final class RecordValidator implements UDF3<String, Boolean, Long, Row> {
     spark.udf().register(name, udf);
   }
 
-  /** The class and its Jackson parse are reachable: a cheap check that the jar is on the classpath. */
-  public static String version() {
-    return JSON.version().toString();
-  }
-
   @Override
   public Row call(String record, Boolean replayed, Long limitMicros) {
     int n = names.length;
