@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -164,8 +165,6 @@ def test_package_refuses_a_pin_below_a_known_fix(
 
 
 def test_the_wheel_ships_the_record_validator_compiled_and_not_its_source(built_wheel: Path):
-    import zipfile
-
     with zipfile.ZipFile(built_wheel) as wheel:
         names = wheel.namelist()
         jar = wheel.read("streaming/java/mediapulse-validator.jar")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -68,9 +70,6 @@ spark.stop()
 
 
 def test_without_the_jar_a_session_runs_but_parsing_stops_with_what_to_do(tmp_path: Path):
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", _WITHOUT_JAR, str(tmp_path)], capture_output=True, text=True, timeout=300
     )
