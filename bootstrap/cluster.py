@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.settings import EmrConfig, FleetConfig, TaskFleetConfig, emr_settings
-from streaming.jvm import JIT_OPTIONS
 
 if TYPE_CHECKING:
     from streaming.config import AppConfig
@@ -169,9 +168,6 @@ def spark_submit_args(
         "spark.executor.memory": spark.executor_memory,
         "spark.executor.cores": str(spark.executor_cores),
         "spark.driver.memory": spark.driver_memory,
-        # Prepended to the cluster's own extraJavaOptions (EMR sets those), not in their place.
-        "spark.driver.defaultJavaOptions": " ".join(JIT_OPTIONS),
-        "spark.executor.defaultJavaOptions": " ".join(JIT_OPTIONS),
         # The app's virtualenv, which install.sh filled on every node: driver and executors alike.
         "spark.pyspark.python": emr.venv_python,
         "spark.pyspark.driver.python": emr.venv_python,

@@ -12,7 +12,6 @@ from pyspark.sql import SparkSession
 
 from streaming import validator_jar
 from streaming.config import SparkConfig
-from streaming.jvm import JIT_OPTIONS
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
@@ -49,9 +48,7 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.driver.extraJavaOptions": " ".join(
-            [f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}", *JIT_OPTIONS]
-        ),
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
     }
     if cfg.state_store_memory_mb is not None:
         # Each RocksDB instance (one per state partition of each stateful query) otherwise keeps its own
