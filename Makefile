@@ -17,7 +17,7 @@ BENCH_EVENTS ?= 1000000 5000000
 BENCH_RATES ?= 25000 50000 75000 100000
 BENCH_SECONDS ?= 120
 
-.PHONY: help install run simulate top report test lint bench bench-parse bench-sustained docs clean run-kinesis
+.PHONY: help install run simulate top report test lint bench bench-parse bench-sustained bench-batch-cost docs clean run-kinesis
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-parse: install ## validation against Spark's JSON reader, warm, in one JVM
 
 bench-sustained: install ## long-running: files arrive at each of BENCH_RATES events/s for BENCH_SECONDS s
 	$(BIN)/python bench/sustained.py --rates $(BENCH_RATES) --duration $(BENCH_SECONDS) --jobs 2
+
+bench-batch-cost: install ## long-running at a low steady rate: what the micro-batches cost whatever their size
+	$(BIN)/python bench/batch_cost.py
 
 run-kinesis: install node_modules/.installed ## the same run through a local Kinesis-API server (started and stopped here)
 	rm -rf data/checkpoints/kinesis
