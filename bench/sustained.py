@@ -472,7 +472,12 @@ def main() -> int:
         "--duration", type=float, default=120, metavar="S", help="measured feed (default 120)"
     )
     parser.add_argument(
-        "--warmup", type=float, default=30, metavar="S", help="feed before measuring (default 30)"
+        "--warmup",
+        type=float,
+        default=30,
+        metavar="S",
+        help="feed before measuring (default 30; batches reach their steady length after a few minutes: "
+        "use 180 or more for a rate that holds)",
     )
     parser.add_argument("--trigger", default="10 s", help="the app's trigger.interval (default '10 s')")
     parser.add_argument(
