@@ -1,6 +1,6 @@
 """What a micro-batch costs whatever its size: the long-running app's CPU at a low, steady rate.
 
-    .venv/bin/python bench/batch_cost.py [--every 10] [--settle 240] [--window 90] [--records 2000]
+    .venv/bin/python bench/batch_cost.py [--every 10] [--settle 180] [--window 90] [--records 2000]
                                          [--workdir bench/out/batch-cost] [--set KEY=VALUE ...]
 
 ``.venv/bin/mediapulse run`` (long-running, the config's own trigger) starts in its own process group
@@ -17,7 +17,6 @@ to ``<workdir>/results.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from measure import (
     ROOT,
     TreeSampler,
     app_overrides,
+    append_results,
     batch_lines,
     code_version,
     end_group,
@@ -92,7 +92,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between two arriving files")
-    parser.add_argument("--settle", type=float, default=240.0, help="seconds before the window")
+    parser.add_argument("--settle", type=float, default=180.0, help="seconds before the window")
     parser.add_argument("--window", type=float, default=90.0, help="seconds measured")
     parser.add_argument("--records", type=int, default=2000, help="records per file")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "batch-cost")
@@ -119,6 +119,10 @@ def main() -> int:
             start = time.monotonic()
             sent, window = 0, None
             while time.monotonic() - start < args.settle + args.window:
+                if app.poll() is not None:
+                    raise RuntimeError(
+                        f"the app exited ({app.returncode}) before the window ended: {app_log}"
+                    )
                 if window is None and time.monotonic() - start >= args.settle:
                     window = (thread_cpu(jvm), tree.cpu_seconds, time.monotonic(), app_log.stat().st_size)
                 staged = arriving / files[sent].path.name
@@ -159,9 +163,7 @@ def main() -> int:
     for name, cpu in list(groups.items())[:10]:
         print(f"  {cpu:7.1f}  {name}")
     print("  mean batch with data, ms: " + ", ".join(f"{q} {ms:,}" for q, ms in batch_ms.items()))
-    results = args.workdir / "results.json"
-    previous = json.loads(results.read_text()) if results.exists() else []
-    results.write_text(json.dumps([*previous, result], indent=1))
+    append_results(args.workdir / "results.json", [result])
     return 0
 
 

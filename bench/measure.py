@@ -7,6 +7,7 @@ without touching any other process on the machine.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -240,6 +241,14 @@ def percentile(values: Sequence[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def append_results(path: Path, rows: Sequence[dict]) -> None:
+    """Append ``rows`` to the JSON list in ``path`` (created when missing): the results of every run."""
+    previous = json.loads(path.read_text()) if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*previous, *rows], indent=1))
+    print(f"results appended to {path}")
 
 
 def code_version() -> str:

@@ -36,6 +36,7 @@ from measure import (
     ROOT,
     JobResult,
     app_overrides,
+    append_results,
     batch_lines,
     code_version,
     percentile,
@@ -218,8 +219,8 @@ def main() -> int:
             print(f"\n(the smaller run is from {earlier[-1]['measured_at']}, {earlier[-1]['version']})")
             scale_check(earlier[-1], results[0])
 
-    history.write_text(json.dumps(previous + results, indent=1))
-    print(f"\nresults appended to {history}")
+    print()
+    append_results(history, results)
     return 0
 
 

@@ -58,6 +58,7 @@ from measure import (
     ROOT,
     TreeSampler,
     app_overrides,
+    append_results,
     batch_lines,
     code_version,
     end_group,
@@ -543,10 +544,7 @@ def main() -> int:
             break
     print("\nsummary:")
     report(results)
-    history = args.workdir / "results.json"
-    previous = json.loads(history.read_text()) if history.exists() else []
-    history.write_text(json.dumps(previous + results, indent=1))
-    print(f"results appended to {history}")
+    append_results(args.workdir / "results.json", results)
     return 0
 
 
