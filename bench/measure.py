@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -285,3 +287,34 @@ def app_overrides(work: Path, source: Path, dimension: Path) -> list[str]:
 
 def set_args(overrides: Sequence[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
+
+
+# Rows the warehouse of an app run in ``work`` (paths as app_overrides sets them) must hold, counted from
+# the lake's engagement table, which the same micro-batches wrote: one row per window key, and one daily
+# row per day and subset of the keys rolled up (the sixteen levels of the viewers query).
+_LAKE_WINDOWS = """
+    SELECT DISTINCT window_start, content_id, affiliate_id, placement, platform
+    FROM read_parquet('{lake}/engagement/**/*.parquet', hive_partitioning = true)
+"""
+_EXPECTED = {
+    "content_engagement": "SELECT count(*) FROM ({windows})",
+    "daily_unique_viewers": """
+        SELECT count(*) FROM (
+            SELECT 1 FROM ({windows})
+            GROUP BY date_trunc('day', window_start), CUBE (content_id, affiliate_id, placement, platform)
+        )""",
+}
+
+
+def warehouse_check(work: Path) -> dict[str, dict[str, int]]:
+    """Rows in the run's DuckDB warehouse against what its lake says they must be, per table
+    (``{"content_engagement": {"rows": …, "expected": …}, …}``): a load that loses rows shows here."""
+    windows = _LAKE_WINDOWS.format(lake=work / "lake")
+    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as conn:
+        return {
+            table: {
+                "rows": conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0],
+                "expected": conn.execute(expected.format(windows=windows)).fetchall()[0][0],
+            }
+            for table, expected in _EXPECTED.items()
+        }

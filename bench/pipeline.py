@@ -17,7 +17,10 @@ Reported per job: wall seconds, CPU seconds of the process tree, events/s and µ
 resident memory of the whole process tree (driver, JVM, Python workers; sampled every 0.5 s), and for the
 pipeline the p50/p95 duration of its micro-batches (from its progress lines). With several event counts,
 the largest is compared with the smallest: memory should stay within 1.2x and cost per event should not
-rise. Results are appended to ``<workdir>/results.json``.
+rise. After the pipeline, its DuckDB warehouse is checked against its lake: one ``content_engagement``
+row per window key of the lake's engagement table, one ``daily_unique_viewers`` row per day and rollup
+level of those keys; any other count fails the run (exit 1). Results are appended to
+``<workdir>/results.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from measure import (
     percentile,
     run_job,
     set_args,
+    warehouse_check,
 )
 
 from streaming.commands import add_overrides_argument
@@ -130,6 +134,7 @@ def measure(
         "overrides": overrides,
         "batches": batch_stats(pipeline),
         "jobs": rows,
+        "warehouse": warehouse_check(work),
     }
     if not skip_bare:
         bare = run_job(
@@ -168,6 +173,9 @@ def report(result: dict) -> None:
         print(
             f"  batches with data [{query}]: {s['batches']}, p50 {s['p50_s']:.1f} s, p95 {s['p95_s']:.1f} s"
         )
+    for table, count in result["warehouse"].items():
+        verdict = "ok" if count["rows"] == count["expected"] else "ROWS LOST OR ADDED"
+        print(f"  warehouse {table}: {count['rows']:,} rows, the lake says {count['expected']:,}: {verdict}")
 
 
 def scale_check(small: dict, large: dict) -> None:
@@ -221,6 +229,15 @@ def main() -> int:
 
     print()
     append_results(history, results)
+    wrong = [
+        f"{r['records']:,} records: {table}"
+        for r in results
+        for table, count in r["warehouse"].items()
+        if count["rows"] != count["expected"]
+    ]
+    if wrong:
+        print(f"the warehouse does not hold what the lake says: {'; '.join(wrong)}", file=sys.stderr)
+        return 1
     return 0
 
 

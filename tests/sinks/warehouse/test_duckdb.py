@@ -178,3 +178,25 @@ def test_daily_viewers_are_replaced_by_key_and_a_replay_changes_nothing(tmp_path
         (2, None),
     ]
     assert read(path, "SELECT DISTINCT watermark FROM v_engagement") == [(watermark,)]
+
+
+def test_a_batch_of_many_row_groups_is_loaded_whole(tmp_path: Path) -> None:
+    """A batch as large as a cold run's (hundreds of thousands of rows in several files, more than one of
+    DuckDB's row groups) is merged whole: DuckDB 2.0.0 merged none of it, from a staging table filled in
+    the same transaction, and the ledger still recorded the batch."""
+    path = tmp_path / "w.duckdb"
+    contents = [f"c{n:04d}" for n in range(1_000)]
+    parts = [
+        make_rows(1, contents, affiliates=[f"a{part}{n}" for n in range(10)], windows=3, seed=part)
+        for part in range(4)
+    ]  # 4 files of 60,000 rows, every key distinct
+    day = T0.replace(hour=0)
+    keys = [(row["content_id"], row["affiliate_id"], row["placement"], row["platform"]) for row in parts[0]]
+    viewers = daily_rows(1, day, sorted(set(keys)))
+
+    assert load(path, write_local_batch(tmp_path, "engagement", 1, parts, viewers)) == [True]
+
+    rows = sum(len(part) for part in parts)
+    assert read(path, "SELECT count(*) FROM content_engagement") == [(rows,)]
+    assert read(path, "SELECT count(*) FROM daily_unique_viewers") == [(len(viewers),)]
+    assert ledger(path) == [("engagement", 1, rows)]
