@@ -173,14 +173,25 @@ def start_ingest(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
     )
 
 
-def read_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
-    """The ingest query's committed records as a stream of typed rows (through its metadata log)."""
+def read_records(spark: SparkSession, cfg: AppConfig, *, available_now: bool = False) -> DataFrame:
+    """The ingest query's committed records as a stream of typed rows (through its metadata log).
+
+    ``available_now``: a batch takes at most the files of one ingest batch (one per shuffle partition of
+    the ingest's state, as the session sets them; a checkpoint begun with another number keeps its own,
+    and the batches are then a multiple or a part of an ingest batch, still bounded), so a drained backlog reaches the consumers in the ingest's own admission steps
+    (``source.max_files_per_trigger``), not all at once: their memory and each warehouse load follow the
+    admission, not the backlog (5 M events in one batch peaked at 1.34x the memory of 1 M). Long-running,
+    the consumers follow the ingest batch by batch anyway and take more only to catch up.
+    """
     path = records_path(cfg)
     # The metadata log's folder must exist before a reader first lists the path: a reader that finds
     # data files but no log would treat the folder as plain files, committed or not.
     resolved, fs = hadoop_path(spark, f"{path}/_spark_metadata")
     fs.mkdirs(resolved)
-    return spark.readStream.schema(RECORD_SCHEMA).parquet(path)
+    reader = spark.readStream.schema(RECORD_SCHEMA)
+    if available_now:
+        reader = reader.option("maxFilesPerTrigger", spark.conf.get("spark.sql.shuffle.partitions"))
+    return reader.parquet(path)
 
 
 def _start_reader(
@@ -209,7 +220,7 @@ def start_events(
     metrics: HealthMetrics | None = None,
 ) -> StreamingQuery:
     """records -> the lake's event log and quarantine (and its counts by reason to ``metrics``)."""
-    records = read_records(spark, cfg)
+    records = read_records(spark, cfg, available_now=available_now)
     # A batch of records is a Parquet scan: each sink reading it again costs less than caching it.
     writer = BatchWriter(tuple(events_sinks(cfg, checkpoint_id, metrics)), persist=False)
     interval = None if available_now else cfg.trigger.records_interval
@@ -226,7 +237,7 @@ def start_engagement(
 ) -> StreamingQuery:
     """valid records (one per event id) -> enriched windows -> the lake's engagement table, the warehouse."""
     content = read_content_dimension(spark, cfg.dimensions)
-    aggregates = read_records(spark, cfg).transform(valid_events).transform(
+    aggregates = read_records(spark, cfg, available_now=available_now).transform(valid_events).transform(
         lambda events: engagement_from_events(
             events,
             content,
@@ -254,7 +265,7 @@ def start_viewers(
     batch costs what it touches (re-reading the day's window sketches grew with every batch of the day).
     """
     rollups = (
-        read_records(spark, cfg)
+        read_records(spark, cfg, available_now=available_now)
         .transform(valid_events)
         .withWatermark("event_time", spark_interval(cfg.engagement.watermark))
         .transform(lambda events: daily_viewers_from_events(events, cfg.engagement.unique_viewers_lg_k))

@@ -14,6 +14,7 @@ from streaming import validator_jar
 from streaming.config import SparkConfig
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+MALLOC_ARENA_MAX = "2"
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if cfg.master and cfg.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # glibc gives threads that allocate outside the Java heap (RocksDB, Parquet, compression) malloc arenas
+    # of their own, up to 8 per core, and returns little of them: 5 M events cold, the JVM's peak was
+    # 2,168 MiB with the default and 1,920 MiB with 2 arenas, same time. Read when the JVM starts (this
+    # process's, or YARN's executors through spark.executorEnv below).
+    os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
     builder = SparkSession.builder.appName(app_name)
     if cfg.master:
         builder = builder.master(cfg.master)
@@ -49,6 +55,7 @@ def build_session(cfg: SparkConfig, app_name: str = "mediapulse") -> SparkSessio
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
+        "spark.executorEnv.MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
     }
     if cfg.state_store_memory_mb is not None:
         # Each RocksDB instance (one per state partition of each stateful query) otherwise keeps its own

@@ -17,6 +17,7 @@ from tests.pipeline import (
     assert_run_matches_truth,
     make_scenario,
     pipeline_config,
+    warehouse_query,
     warehouse_rows,
 )
 
@@ -61,6 +62,17 @@ def test_records_in_equal_valid_plus_quarantined(finished_run):
     assert totals["records_in"] == truth.records
     assert totals["records_in"] == totals["valid"] + totals["quarantined"]
     assert totals["quarantined"] == truth.quarantined
+
+
+def test_a_backlog_reaches_the_consumers_in_the_ingest_admission_steps(finished_run):
+    """8 files, at most 3 per ingest batch: 3 ingest batches, and each consumer loads 3 batches with rows
+    (one per ingest batch) instead of the whole backlog in one."""
+    cfg, _, _ = finished_run
+    ledger = warehouse_query(
+        cfg,
+        "SELECT split_part(query_name, '_', 1) AS query, count(*) AS n FROM mediapulse_batches GROUP BY 1",
+    )
+    assert {row["query"]: row["n"] for row in ledger} == {"engagement": 3, "viewers": 3}
 
 
 def test_lake_engagement_latest_version_of_each_window_equals_the_warehouse(spark, finished_run):
