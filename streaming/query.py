@@ -178,10 +178,11 @@ def read_records(spark: SparkSession, cfg: AppConfig, *, available_now: bool = F
 
     ``available_now``: a batch takes at most the files of one ingest batch (one per shuffle partition of
     the ingest's state, as the session sets them; a checkpoint begun with another number keeps its own,
-    and the batches are then a multiple or a part of an ingest batch, still bounded), so a drained backlog reaches the consumers in the ingest's own admission steps
-    (``source.max_files_per_trigger``), not all at once: their memory and each warehouse load follow the
-    admission, not the backlog (5 M events in one batch peaked at 1.34x the memory of 1 M). Long-running,
-    the consumers follow the ingest batch by batch anyway and take more only to catch up.
+    and the batches are then a multiple or a part of an ingest batch, still bounded), so a drained
+    backlog reaches the consumers in the ingest's own admission steps (``source.max_files_per_trigger``),
+    not all at once: their memory and each warehouse load follow the admission, not the backlog (5 M
+    events in one batch peaked at 1.34x the memory of 1 M). Long-running, the consumers follow the
+    ingest batch by batch anyway and take more only to catch up.
     """
     path = records_path(cfg)
     # The metadata log's folder must exist before a reader first lists the path: a reader that finds
