@@ -75,10 +75,20 @@ def marker_exists(spark: SparkSession, uri: str) -> bool:
 
 
 def stop_after_current_batch(queries: list[StreamingQuery], timeout_s: float) -> None:
-    """Stop each query when it is between micro-batches (bounded wait); sinks stay consistent."""
+    """Stop each query once no batch of data is running in it (bounded wait), so a batch's work is not
+    thrown away; stopping mid-batch would still be exact (the batch is replayed into idempotent sinks).
+
+    A trigger that is only asking the source for new offsets is not waited for: a source at its tip
+    (a Kinesis shard read at its quota) can spend every trigger there, and a query stopped then has
+    nothing to replay. Spark marks that time ``isDataAvailable: false`` (from the last trigger that
+    found no new data) while ``isTriggerActive`` stays true.
+    """
     deadline = time.monotonic() + timeout_s
     for query in queries:
-        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        while query.isActive and time.monotonic() < deadline:
+            status = query.status
+            if not (status.get("isTriggerActive") and status.get("isDataAvailable")):
+                break
             time.sleep(0.2)
         if query.isActive:
             query.stop()
