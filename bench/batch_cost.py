@@ -29,15 +29,19 @@ from pathlib import Path
 
 from measure import (
     BIN,
+    CLOCK_TICKS,
     ROOT,
     TreeSampler,
     app_overrides,
     append_results,
     batch_lines,
     code_version,
+    command_words,
+    cpu_ticks,
     end_group,
     group_pids,
     job_env,
+    read_stat,
     set_args,
 )
 from sustained import pool_files, prepare_pool
@@ -49,13 +53,9 @@ def thread_cpu(pid: int) -> dict[str, int]:
     """CPU ticks of each live thread of ``pid``, keyed by ``<thread name> <tid>``."""
     ticks = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue  # the thread ended
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks[f"{name} {tid}"] = int(fields[11]) + int(fields[12])  # utime + stime
+        stat = read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat is not None:  # else the thread ended
+            ticks[f"{stat[0]} {tid}"] = cpu_ticks(stat[1])
     return ticks
 
 
@@ -65,22 +65,14 @@ def by_group(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
     for key, ticks in after.items():
         name = key.rsplit(" ", 1)[0]
         groups[re.sub(r"\d+", "N", name).strip()] += ticks - before.get(key, 0)
-    hz = os.sysconf("SC_CLK_TCK")
-    return {name: round(ticks / hz, 1) for name, ticks in groups.most_common() if ticks}
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+    return {name: round(ticks / CLOCK_TICKS, 1) for name, ticks in groups.most_common() if ticks}
 
 
 def jvm_of(root: int, timeout_s: float = 120.0) -> int:
     """The pid of the Spark JVM in the process group of the app's process ``root``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [pid for pid in group_pids(root) if b"SparkSubmit" in _cmdline(pid)]
+        found = [pid for pid in group_pids(root) if b"SparkSubmit" in b" ".join(command_words(pid) or [])]
         if found:
             return found[0]
         time.sleep(0.5)

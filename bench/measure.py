@@ -38,21 +38,34 @@ def job_env() -> dict[str, str]:
     return {**os.environ, "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
 
 
+def read_stat(path: str) -> tuple[str, list[str]] | None:
+    """A ``/proc/<pid>/stat`` (or ``/proc/<pid>/task/<tid>/stat``): the name, and the fields after it
+    (``fields[0]`` is the state; ppid, pgrp, ..., utime (11), stime (12) follow: proc(5), shifted by 2);
+    None when the process or thread has ended."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+
+
+def cpu_ticks(fields: Sequence[str]) -> int:
+    """utime + stime of a :func:`read_stat` result's fields."""
+    return int(fields[11]) + int(fields[12])
+
+
 def _proc_table() -> dict[int, tuple[int, int, int]]:
     """pid -> (parent pid, process group, CPU ticks used) of every live process (zombies left out)."""
     table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        stat = read_stat(f"/proc/{entry.name}/stat")
+        if stat is None or stat[1][0] == "Z":
             continue
-        # fields[0] is the state; ppid, pgrp, ..., utime (11), stime (12) follow (proc(5), shifted by 2).
-        if fields[0] == "Z":
-            continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+        fields = stat[1]
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), cpu_ticks(fields))
     return table
 
 
@@ -70,12 +83,19 @@ def _rss_kib(pid: int) -> int:
 SPAWN_HELPER = "jspawnhelper"
 
 
-def _command(pid: int) -> str:
-    """A process's program and first arguments, short."""
+def command_words(pid: int) -> list[bytes] | None:
+    """A process's command line, word by word; None when it has ended."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            words = f.read().split(b"\0")
+            return f.read().split(b"\0")
     except OSError:
+        return None
+
+
+def _command(pid: int) -> str:
+    """A process's program and first arguments, short."""
+    words = command_words(pid)
+    if words is None:
         return "?"
     return " ".join(w.decode(errors="replace").rsplit("/", 1)[-1] for w in words[:3] if w)[:60]
 
